@@ -1,0 +1,165 @@
+//! `aisle batch KIND [--catalog PATH]`: JSON Lines in on stdin, one JSON line out per line in, in
+//! order. With `--catalog`, a throwaway database is created, the Flipkart CSV imported, and the
+//! database dropped at the end; without it the configured catalog is used.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::catalog::import::{Format, ImportOptions, import_file};
+use crate::config::Settings;
+use crate::db::Database;
+use crate::ranking::SearchService;
+
+#[derive(Subcommand)]
+pub enum BatchCommand {
+    /// Search: in `{"id","query","limit"?}`, out `{"id","results":[{"id","score"}]}` best first.
+    Search(CatalogArgs),
+}
+
+#[derive(Args)]
+pub struct CatalogArgs {
+    /// A Flipkart CSV to answer from, loaded into a temporary database.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1_000;
+
+/// An open catalog with its search index; `close` drops a temporary database.
+pub struct Catalog {
+    pub db: Database,
+    pub search: SearchService,
+}
+
+impl Catalog {
+    /// Opens the configured catalog, or a temporary one loaded from the Flipkart CSV at `path`.
+    pub async fn open(settings: &Settings, path: Option<&Path>) -> anyhow::Result<Self> {
+        let db = match path {
+            Some(path) => {
+                if !path.is_file() {
+                    anyhow::bail!("--catalog {} is not a readable file", path.display());
+                }
+                let db = Database::open_temporary(settings)
+                    .await
+                    .context("creating a temporary database")?;
+                let options = ImportOptions {
+                    batch_rows: settings.catalog.import_batch_rows,
+                    progress: true,
+                };
+                let report = import_file(&db.pool, Format::Flipkart, path, &options, |r| {
+                    eprintln!(
+                        "catalog row {} (line {}) rejected: {}",
+                        r.row, r.line, r.reason
+                    );
+                })
+                .await;
+                match report {
+                    Ok(r) => eprintln!(
+                        "catalog: {} products loaded from {}",
+                        r.counts.inserted + r.counts.updated,
+                        path.display()
+                    ),
+                    Err(e) => {
+                        db.close().await?;
+                        return Err(e).context("importing the catalog");
+                    }
+                }
+                db
+            }
+            None => Database::open(settings)
+                .await
+                .context("opening the database")?,
+        };
+        let search = SearchService::new()?;
+        if let Err(e) = search.refresh(&db.pool).await {
+            db.close().await?;
+            return Err(e).context("building the search index");
+        }
+        Ok(Self { db, search })
+    }
+
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.db.close().await.context("closing the database")
+    }
+}
+
+pub async fn run(settings: Settings, cmd: BatchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BatchCommand::Search(args) => {
+            let catalog = Catalog::open(&settings, args.catalog.as_deref()).await?;
+            let result = answer_lines(|line| search_line(&catalog.search, line)).await;
+            catalog.close().await?;
+            result
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchLine {
+    id: Value,
+    query: String,
+    limit: Option<usize>,
+}
+
+fn search_line(search: &SearchService, line: &str) -> Value {
+    let input: SearchLine = match serde_json::from_str(line) {
+        Ok(i) => i,
+        Err(e) => return error_line(line, &format!("invalid input line: {e}")),
+    };
+    let limit = input.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    match search.search(&input.query, limit) {
+        Ok(results) => json!({
+            "id": input.id,
+            "results": results.iter().map(|r| json!({"id": r.id, "score": r.score})).collect::<Vec<_>>(),
+        }),
+        Err(e) => json!({"id": input.id, "results": [], "error": e.to_string()}),
+    }
+}
+
+/// An output line for an input that could not be understood: its id if one can be read.
+fn error_line(line: &str, message: &str) -> Value {
+    let id = serde_json::from_str::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null);
+    json!({"id": id, "results": [], "error": message})
+}
+
+/// Reads stdin line by line (invalid UTF-8 and blank lines included: each gets an answer, blank
+/// lines excepted) and writes `answer(line)` for each.
+async fn answer_lines(mut answer: impl FnMut(&str) -> Value) -> anyhow::Result<()> {
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .await
+            .context("reading stdin")?
+            == 0
+        {
+            break;
+        }
+        let value = match std::str::from_utf8(&buf) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => answer(line.trim()),
+            Err(e) => {
+                json!({"id": null, "results": [], "error": format!("input line is not valid UTF-8 (byte {})", e.valid_up_to())})
+            }
+        };
+        let mut text = serde_json::to_string(&value)?;
+        text.push('\n');
+        out.write_all(text.as_bytes())
+            .await
+            .context("writing stdout")?;
+    }
+    out.flush().await.context("writing stdout")?;
+    Ok(())
+}

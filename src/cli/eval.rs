@@ -1,0 +1,82 @@
+//! `aisle eval ranking FILE [--catalog PATH]`: nDCG@10, Recall@50 and MRR of the search stack on a
+//! labelled file (`{"id","query","relevant":{"<product id>": grade}}` per line).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::batch::{Catalog, CatalogArgs};
+use crate::config::Settings;
+use crate::ranking::metrics::{QueryMetrics, mean};
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Ranking quality on labelled queries; prints one JSON summary line (per-query lines with --verbose).
+    Ranking {
+        /// The labelled JSON Lines file.
+        file: PathBuf,
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// Also print each query's metrics.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+#[derive(Deserialize)]
+struct Labelled {
+    id: String,
+    query: String,
+    relevant: HashMap<String, u8>,
+}
+
+pub async fn run(settings: Settings, cmd: EvalCommand) -> anyhow::Result<()> {
+    let EvalCommand::Ranking {
+        file,
+        catalog,
+        verbose,
+    } = cmd;
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let queries: Vec<Labelled> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", file.display(), i + 1))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let catalog = Catalog::open(&settings, catalog.catalog.as_deref()).await?;
+    let mut all = Vec::new();
+    for q in &queries {
+        let ranked: Vec<String> = match catalog.search.search(&q.query, 50) {
+            Ok(results) => results.into_iter().map(|r| r.id).collect(),
+            Err(_) => Vec::new(),
+        };
+        let m = QueryMetrics::compute(&ranked, &q.relevant);
+        if verbose {
+            println!(
+                "{}",
+                json!({"id": q.id, "query": q.query, "ndcg@10": m.ndcg10, "recall@50": m.recall50, "mrr": m.mrr})
+            );
+        }
+        all.push(m);
+    }
+    catalog.close().await?;
+    println!(
+        "{}",
+        json!({
+            "file": file.display().to_string(),
+            "ranker": "bm25",
+            "queries": all.len(),
+            "ndcg@10": mean(all.iter().map(|m| m.ndcg10)),
+            "recall@50": mean(all.iter().map(|m| m.recall50)),
+            "mrr": mean(all.iter().map(|m| m.mrr)),
+        })
+    );
+    Ok(())
+}

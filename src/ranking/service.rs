@@ -1,0 +1,168 @@
+//! The live search service: the current [`LexicalIndex`] behind an `ArcSwap`, rebuilt off the
+//! request path when the catalog changes, and swapped atomically so queries never wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use jieba_rs::Jieba;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use super::lexical::{IndexError, LexicalIndex};
+use crate::catalog::repo;
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("the query is empty")]
+    EmptyQuery,
+    #[error("the query is {0} characters long (limit {MAX_QUERY_CHARS})")]
+    QueryTooLong(usize),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("loading the catalog: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("the index build task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// One search result with its score breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_zh: Option<String>,
+    pub brand: Option<String>,
+    pub category: Option<String>,
+    pub price: f64,
+    pub currency: String,
+    pub in_stock: bool,
+    pub score: f32,
+    /// Why this product: the stage that scored it and what matched.
+    pub why: Vec<String>,
+}
+
+type Fingerprint = (i64, Option<DateTime<Utc>>);
+
+/// Cloneable handle to the live index.
+#[derive(Clone)]
+pub struct SearchService {
+    jieba: Arc<Jieba>,
+    index: Arc<ArcSwap<LexicalIndex>>,
+    /// The catalog state the current index was built from; the lock also serialises rebuilds.
+    built_from: Arc<Mutex<Option<Fingerprint>>>,
+}
+
+impl SearchService {
+    /// An empty index; call [`SearchService::refresh`] to load the catalog. Loading jieba's
+    /// dictionary takes a moment, so build this once.
+    pub fn new() -> Result<Self, SearchError> {
+        let jieba = Arc::new(Jieba::new());
+        let empty = LexicalIndex::build(jieba.clone(), [])?;
+        Ok(Self {
+            jieba,
+            index: Arc::new(ArcSwap::from_pointee(empty)),
+            built_from: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Rebuilds the index when the catalog changed since the last build; returns whether it did.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<bool, SearchError> {
+        let mut built_from = self.built_from.lock().await;
+        let now = repo::fingerprint(pool).await?;
+        if built_from.as_ref() == Some(&now) {
+            return Ok(false);
+        }
+        let products: Vec<_> = repo::all_products(pool).try_collect().await?;
+        let jieba = self.jieba.clone();
+        let started = std::time::Instant::now();
+        let index =
+            tokio::task::spawn_blocking(move || LexicalIndex::build(jieba, &products)).await??;
+        tracing::info!(
+            products = index.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "search index rebuilt"
+        );
+        self.index.store(Arc::new(index));
+        *built_from = Some(now);
+        Ok(true)
+    }
+
+    /// Rebuilds the index whenever the catalog changes, checking every `every`, until `stop` fires.
+    pub fn spawn_refresher(
+        &self,
+        pool: PgPool,
+        every: Duration,
+        on_rebuild: impl Fn(usize) + Send + 'static,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                match this.refresh(&pool).await {
+                    Ok(true) => on_rebuild(this.len()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "search index refresh failed; keeping the old index")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Products in the current index.
+    pub fn len(&self) -> usize {
+        self.index.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// BM25 search over the current snapshot.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchResult>, SearchError> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(SearchError::EmptyQuery);
+        }
+        let chars = query.chars().count();
+        if chars > MAX_QUERY_CHARS {
+            return Err(SearchError::QueryTooLong(chars));
+        }
+        let index = self.index.load();
+        let hits = index.search(query, limit)?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                let s = index.summary(&h.id)?;
+                let mut why = vec![format!("bm25 {:.2}", h.score)];
+                why.extend(h.matched);
+                Some(SearchResult {
+                    name: s.title.clone(),
+                    name_zh: s.title_zh.clone(),
+                    brand: s.brand.clone(),
+                    category: s.category.clone(),
+                    price: s.price,
+                    currency: s.currency.clone(),
+                    in_stock: s.in_stock,
+                    score: h.score,
+                    why,
+                    id: h.id,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::ranking::SearchService;
+use crate::telemetry::Metrics;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub search: SearchService,
+    pub metrics: Metrics,
+}

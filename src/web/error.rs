@@ -1,0 +1,171 @@
+//! The one `AppError`: every domain error converts into it, and one `match` maps each variant to a
+//! status and a stable `code`. JSON callers get `{"error": {"code", "message"}}`; pages wrap it in
+//! [`PageError`] for an HTML error page. 5xx log the whole cause chain and say little.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use crate::catalog::CatalogError;
+use crate::ranking::SearchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the request body is larger than the {0}-byte limit")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Db(#[source] sqlx::Error),
+    #[error("page rendering failed")]
+    Render(#[from] askama::Error),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable(e)
+            }
+            e => Self::Db(e),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(0),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(r.body_text()),
+            _ => Self::BadRequest(r.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        Self::BadRequest(r.body_text())
+    }
+}
+
+impl AppError {
+    /// Status and stable code for each variant.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Catalog(CatalogError::ProductNotFound(_)) => {
+                (StatusCode::NOT_FOUND, "product_not_found")
+            }
+            Self::Catalog(CatalogError::Feed(_)) => (StatusCode::BAD_REQUEST, "bad_feed"),
+            Self::Catalog(CatalogError::Db(_)) | Self::Db(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
+            }
+            Self::Search(SearchError::EmptyQuery) => (StatusCode::BAD_REQUEST, "empty_query"),
+            Self::Search(SearchError::QueryTooLong(_)) => {
+                (StatusCode::BAD_REQUEST, "query_too_long")
+            }
+            Self::Search(_) => (StatusCode::INTERNAL_SERVER_ERROR, "search_error"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_error"),
+        }
+    }
+
+    /// What the client is told: the error itself for 4xx, a short generic sentence for 5xx.
+    fn public_message(&self, status: StatusCode) -> String {
+        match self {
+            Self::PayloadTooLarge(0) => "the request body is too large".to_owned(),
+            _ if status.is_server_error() => match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the service is temporarily unavailable; try again shortly".into()
+                }
+                _ => "something went wrong on our side; it has been logged".into(),
+            },
+            _ => self.to_string(),
+        }
+    }
+
+    fn log(&self, status: StatusCode) {
+        if status.is_server_error() {
+            let mut chain = self.to_string();
+            let mut source = std::error::Error::source(self);
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        self.log(status);
+        let message = self.public_message(status);
+        let mut response = (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// An [`AppError`] rendered as an HTML page, for browser routes.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.0.status_and_code();
+        self.0.log(status);
+        let message = self.0.public_message(status);
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            message: &message,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, message).into_response(),
+        }
+    }
+}
