@@ -49,7 +49,7 @@ impl EmbeddedCluster {
             .map_err(|(_, e)| DbError::io("locking the embedded cluster", e.into()))?;
 
         let mut cluster = Self {
-            lease: root.join("leases").join(std::process::id().to_string()),
+            lease: root.join("leases").join(lease_name()),
             root,
             bin_dir,
             socket_dir,
@@ -307,14 +307,22 @@ fn lock_file(root: &Path) -> Result<File, DbError> {
         .map_err(|e| DbError::io("opening the cluster lock", e))
 }
 
+/// `<pid>-<n>`: unique per handle, so one process may hold several (tests do).
+fn lease_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
 /// Counts leases whose process is alive, removing the ones left by processes that died.
 fn live_leases(dir: &Path) -> Result<usize, DbError> {
     let mut live = 0;
     for entry in fs::read_dir(dir).map_err(|e| DbError::io("reading leases", e))? {
         let entry = entry.map_err(|e| DbError::io("reading leases", e))?;
-        let pid = entry
-            .file_name()
+        let name = entry.file_name();
+        let pid = name
             .to_str()
+            .and_then(|s| s.split('-').next())
             .and_then(|s| s.parse::<i32>().ok());
         let alive = pid.is_some_and(|pid| {
             !matches!(

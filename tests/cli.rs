@@ -1,0 +1,275 @@
+//! The `aisle` binary as users and harnesses run it: batch search on a temporary catalog, imports
+//! with reject reports, clear errors, and `serve` on the embedded cluster over real HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+fn aisle() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aisle"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AISLE_CONFIG");
+    cmd
+}
+
+/// The URL of the database behind `pool` (a per-test database on the DATABASE_URL server).
+async fn url_of(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{name}")
+}
+
+#[test]
+fn batch_search_answers_every_line_in_order_from_a_temporary_catalog() {
+    let csv_path = common::shared_data("flipkart_sample/products.csv");
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (id_col, name_col) = (col("uniq_id"), col("product_name"));
+    let sample: Vec<(String, String)> = reader
+        .records()
+        .map(|r| r.unwrap())
+        .step_by(50)
+        .map(|r| (r[id_col].to_owned(), r[name_col].to_owned()))
+        .collect();
+    let mut input = Vec::new();
+    for (i, (_, name)) in sample.iter().enumerate() {
+        writeln!(
+            input,
+            "{}",
+            serde_json::json!({"id": format!("q{i}"), "query": name, "limit": 10, "extra": true})
+        )
+        .unwrap();
+    }
+    input.extend_from_slice(b"\n{not json}\n");
+    input.extend_from_slice(b"{\"id\": \"bad-utf8\", \"query\": \"\xff\"}\n");
+    input.extend_from_slice(b"{\"id\": \"empty\", \"query\": \"  \"}\n");
+
+    let mut child = aisle()
+        .args(["batch", "search", "--catalog"])
+        .arg(&csv_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        sample.len() + 3,
+        "one line out per non-blank line in"
+    );
+    for (i, (id, name)) in sample.iter().enumerate() {
+        let line = &lines[i];
+        assert_eq!(line["id"], format!("q{i}"));
+        let results = line["results"].as_array().unwrap();
+        assert!(!results.is_empty() && results.len() <= 10);
+        let top = &results[0];
+        let ours = results.iter().find(|r| r["id"] == id.as_str());
+        assert!(
+            top["id"] == id.as_str() || ours.is_some_and(|r| r["score"] == top["score"]),
+            "title {name:?}: expected {id} first, got {results:?}"
+        );
+        let scores: Vec<f64> = results
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first");
+    }
+    let n = sample.len();
+    assert!(
+        lines[n]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid input line")
+    );
+    assert!(lines[n + 1]["error"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(lines[n + 2]["id"], "empty");
+    assert_eq!(lines[n + 2]["error"], "the query is empty");
+    assert!(stderr.contains("1002 products loaded"), "{stderr}");
+}
+
+#[sqlx::test]
+async fn import_reports_rejects_on_stderr_and_a_summary_on_stdout(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let rejects = tempfile::NamedTempFile::new().unwrap();
+    let out = aisle()
+        .env("DATABASE_URL", &url)
+        .args(["import", "merchant"])
+        .arg(common::fixture("merchant_mixed.tsv"))
+        .arg("--rejects")
+        .arg(rejects.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rejected row 3 (line 4): missing id"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rejected row 4 (line 5, id \"FL-4\"): price -5 is negative"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("11 rows read, 3 inserted, 1 updated, 0 unchanged, 7 rejected"),
+        "{stdout}"
+    );
+    let saved = std::fs::read_to_string(rejects.path()).unwrap();
+    assert_eq!(saved.lines().count(), 7);
+
+    let again = aisle()
+        .env("DATABASE_URL", &url)
+        .args(["import", "merchant", "--json"])
+        .arg(common::fixture("merchant_mixed.tsv"))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (report["inserted"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let products: i64 = sqlx::query_scalar("select count(*) from products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(products, 3);
+}
+
+#[test]
+fn failures_are_one_clear_sentence_and_a_non_zero_exit() {
+    let out = aisle()
+        .args(["import", "flipkart", "/no/such/file.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        "error: /no/such/file.csv is not a readable file"
+    );
+
+    let out = aisle().args(["import", "excel", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("possible values: flipkart, merchant, jsonl")
+    );
+
+    let out = aisle()
+        .env("DATABASE_URL", "mysql://nope")
+        .args(["batch", "search"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("must start with postgres://")
+    );
+
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["import", "--help"],
+        &["batch", "search", "--help"],
+        &["eval", "ranking", "--help"],
+    ] {
+        let out = aisle().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_runs_on_the_embedded_cluster_with_the_demo_store_and_stops_cleanly() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = aisle()
+        .env_remove("DATABASE_URL")
+        .env("AISLE__DATABASE__STATE_DIR", state.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let addr = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || started.elapsed() > Duration::from_secs(120)
+        {
+            let _ = child.kill();
+            panic!("serve exited or hung before listening");
+        }
+        if let Some(rest) = line.strip_prefix("aisle is serving on http://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let (status, body) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&addr, "/api/search?q=red%20flats&limit=3");
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 3);
+    let (status, html) = http_get(&addr, "/");
+    assert_eq!(status, 200);
+    assert!(html.contains("data-product-id="));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "serve should exit 0 after SIGTERM, got {exit}"
+    );
+    assert!(
+        !state.path().join("pg/data/postmaster.pid").exists(),
+        "the embedded cluster was stopped"
+    );
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: paths to shared data, an app over a test database.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aisle::catalog::demo;
+use aisle::catalog::import::ImportOptions;
+use aisle::config::Settings;
+use aisle::ranking::SearchService;
+use aisle::state::AppState;
+use aisle::telemetry::Metrics;
+use sqlx::PgPool;
+
+/// A file under the shared data directory beside the repository (`../shared/data`).
+pub fn shared_data(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: the tests read the shared data sets",
+        p.display()
+    );
+    p
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn options() -> ImportOptions {
+    ImportOptions {
+        batch_rows: 100,
+        progress: false,
+    }
+}
+
+pub fn settings() -> Settings {
+    Settings::load(None).expect("default settings load")
+}
+
+/// Loads the demo store into `pool` and returns an app state with a built search index.
+pub async fn demo_state(pool: PgPool) -> AppState {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge/demo");
+    demo::seed(&pool, &dir, &options())
+        .await
+        .expect("demo store loads");
+    state(pool).await
+}
+
+/// An app state over whatever `pool` holds.
+pub async fn state(pool: PgPool) -> AppState {
+    let search = SearchService::new().unwrap();
+    search.refresh(&pool).await.unwrap();
+    AppState {
+        pool,
+        settings: Arc::new(settings()),
+        search,
+        metrics: Metrics::new(),
+    }
+}
