@@ -104,3 +104,11 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// This process's peak resident set size in MiB (0 when the OS does not say).
+pub fn peak_rss_mb() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        // Linux reports ru_maxrss in KiB.
+        .map(|u| u.max_rss() as f64 / 1024.0)
+        .unwrap_or(0.0)
+}

@@ -26,8 +26,14 @@ async fn url_of(pool: &PgPool) -> String {
         .await
         .unwrap();
     let base = std::env::var("DATABASE_URL").unwrap();
+    let (base, query) = base
+        .split_once('?')
+        .map_or((base.as_str(), None), |(b, q)| (b, Some(q)));
     let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/{name}")
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
 }
 
 #[test]

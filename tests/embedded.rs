@@ -102,3 +102,27 @@ async fn a_long_state_path_still_gets_a_usable_socket() {
     assert_eq!(query_one(&cluster, "select 1::bigint").await, 1);
     cluster.close().unwrap();
 }
+
+#[tokio::test]
+async fn as_root_a_state_dir_the_server_cannot_reach_moves_to_var_lib() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("not root: the postgres user question does not arise; nothing to check");
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state = private.path().join("state");
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::open(&state))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        cluster.data_dir().starts_with("/var/lib/aisle/"),
+        "{}",
+        cluster.data_dir().display()
+    );
+    assert_eq!(query_one(&cluster, "select 1::bigint").await, 1);
+    let data = cluster.data_dir();
+    cluster.close().unwrap();
+    std::fs::remove_dir_all(data.parent().unwrap().parent().unwrap()).unwrap();
+}

@@ -73,12 +73,16 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
     db.close().await?;
     let report = result?;
     let c = &report.counts;
+    let peak_rss_mb = crate::telemetry::peak_rss_mb();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut json = serde_json::to_value(&report)?;
+        json["peak_rss_mb"] = peak_rss_mb.into();
+        println!("{json}");
     } else {
         let rate = c.rows as f64 / report.seconds.max(1e-9);
         println!(
-            "imported {} ({}): {} rows read, {} inserted, {} updated, {} unchanged, {} rejected in {:.1}s ({rate:.0} rows/s)",
+            "imported {} ({}): {} rows read, {} inserted, {} updated, {} unchanged, {} rejected in {:.1}s \
+             ({rate:.0} rows/s, peak RSS {peak_rss_mb:.0} MiB)",
             report.source,
             report.format,
             c.rows,

@@ -225,7 +225,33 @@ fn server_owner() -> Result<Option<User>, DbError> {
     }
 }
 
+/// Creates `<state_dir>/pg` and returns it. As root, when the `postgres` user cannot reach that
+/// path (a checkout under a private home directory), the cluster moves to a per-path directory
+/// under `/var/lib/aisle` instead of failing, and says so.
 fn prepare_root(state_dir: &Path, owner: Option<&User>) -> Result<PathBuf, DbError> {
+    let root = make_root(state_dir, owner)?;
+    let Some(user) = owner else { return Ok(root) };
+    if server_can_write(&root, user)? {
+        return Ok(root);
+    }
+    let fallback = Path::new(FALLBACK_STATE_DIR).join(format!("{:016x}", path_hash(&root)));
+    tracing::warn!(
+        unreachable = %root.display(),
+        using = %fallback.display(),
+        "the postgres user cannot reach the state dir; keeping the embedded cluster elsewhere"
+    );
+    let moved = make_root(&fallback, owner)?;
+    if server_can_write(&moved, user)? {
+        Ok(moved)
+    } else {
+        Err(DbError::Unreachable(root))
+    }
+}
+
+/// Where root's embedded clusters go when the configured state dir is out of the server's reach.
+const FALLBACK_STATE_DIR: &str = "/var/lib/aisle";
+
+fn make_root(state_dir: &Path, owner: Option<&User>) -> Result<PathBuf, DbError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -244,18 +270,25 @@ fn prepare_root(state_dir: &Path, owner: Option<&User>) -> Result<PathBuf, DbErr
     }
     if let Some(user) = owner {
         chown_tree(&root, user.uid, user.gid)?;
-        // Lease and lock files are written by aisle itself, as root.
-        let out = Command::new("test")
-            .args(["-w".as_ref(), root.as_os_str()])
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
-            .status()
-            .map_err(|e| DbError::io("checking the postgres user's access", e))?;
-        if !out.success() {
-            return Err(DbError::Unreachable(root));
-        }
     }
     Ok(root)
+}
+
+fn server_can_write(root: &Path, user: &User) -> Result<bool, DbError> {
+    Command::new("test")
+        .args(["-w".as_ref(), root.as_os_str()])
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .status()
+        .map(|s| s.success())
+        .map_err(|e| DbError::io("checking the postgres user's access", e))
+}
+
+fn path_hash(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<(), DbError> {
@@ -280,10 +313,7 @@ fn socket_dir_for(root: &Path, owner: Option<&User>) -> Result<PathBuf, DbError>
     if socket_len <= MAX_SOCKET_PATH {
         return Ok(preferred);
     }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    root.hash(&mut h);
-    let dir = std::env::temp_dir().join(format!("aisle-pg-{:016x}", h.finish()));
+    let dir = std::env::temp_dir().join(format!("aisle-pg-{:016x}", path_hash(root)));
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -103,13 +103,13 @@ fn draft(c: &Columns, r: &Row) -> Result<ProductDraft, String> {
     })
 }
 
-/// Lower-case alphanumeric words; apostrophes vanish ("women's" → "womens").
+/// Lower-case words with punctuation deleted, as the export writes its category tree
+/// ("women's" → "womens", "dumdaar.com" → "dumdaarcom", "q&q" → "qq").
 fn norm(s: &str) -> String {
     let s: String = s
         .to_lowercase()
         .chars()
-        .filter(|c| *c != '\'')
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
         .collect();
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

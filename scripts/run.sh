@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up and starts aisle on the embedded defaults: installs the Postgres server binaries when
+# missing, builds the release binary, and runs `aisle serve` (private Postgres cluster under ./var,
+# demo store loaded on first start). Extra arguments go to `aisle serve`, e.g. --bind 0.0.0.0:8080.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_cargo
+ensure_postgres
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
+
+# As root the embedded server runs as `postgres`, which must reach the state directory.
+if [ "$(id -u)" = 0 ] && [ -z "${AISLE__DATABASE__STATE_DIR:-}" ] && ! runuser -u postgres -- test -x "$PWD"; then
+    export AISLE__DATABASE__STATE_DIR=/var/lib/aisle
+    mkdir -p "$AISLE__DATABASE__STATE_DIR"
+    echo "aisle: $PWD is not reachable by the postgres user; keeping state in $AISLE__DATABASE__STATE_DIR" >&2
+fi
+
+cargo build --release --locked
+exec "$CARGO_TARGET_DIR/release/aisle" serve "$@"
