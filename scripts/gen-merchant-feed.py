@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a synthetic Google Merchant Center TSV feed of N rows for import benchmarks.
 
-About 1% of rows are deliberately bad (missing id, negative or non-numeric price, unknown
+4% of rows are deliberately bad (missing id, negative or non-numeric price, unknown
 availability) so the benchmark also exercises the reject path. Deterministic for a given N.
 Usage: gen-merchant-feed.py N OUT.tsv
 """

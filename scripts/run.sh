@@ -10,12 +10,5 @@ ensure_cargo
 ensure_postgres
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
 
-# As root the embedded server runs as `postgres`, which must reach the state directory.
-if [ "$(id -u)" = 0 ] && [ -z "${AISLE__DATABASE__STATE_DIR:-}" ] && ! runuser -u postgres -- test -x "$PWD"; then
-    export AISLE__DATABASE__STATE_DIR=/var/lib/aisle
-    mkdir -p "$AISLE__DATABASE__STATE_DIR"
-    echo "aisle: $PWD is not reachable by the postgres user; keeping state in $AISLE__DATABASE__STATE_DIR" >&2
-fi
-
 cargo build --release --locked
 exec "$CARGO_TARGET_DIR/release/aisle" serve "$@"

@@ -15,7 +15,9 @@ fn dcg(grades: impl Iterator<Item = u8>) -> f64 {
     grades
         .enumerate()
         .map(|(i, g)| (2f64.powi(i32::from(g)) - 1.0) / (i as f64 + 2.0).log2())
-        .sum()
+        // An empty f64 sum is -0.0; report nothing found as 0.
+        .sum::<f64>()
+        + 0.0
 }
 
 impl QueryMetrics {
