@@ -20,6 +20,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub catalog: CatalogSettings,
     pub search: SearchSettings,
+    pub graph: GraphSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +52,12 @@ pub struct SearchSettings {
     pub default_limit: usize,
     pub max_limit: usize,
     pub refresh_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphSettings {
+    pub dir: PathBuf,
+    pub seed: bool,
 }
 
 /// A setting that failed to load or validate.

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod graph;
 pub mod ranking;
 pub mod state;
 pub mod telemetry;

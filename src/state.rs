@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::Settings;
+use crate::graph::GraphService;
 use crate::ranking::SearchService;
 use crate::telemetry::Metrics;
 
@@ -14,5 +15,6 @@ pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub search: SearchService,
+    pub graph: GraphService,
     pub metrics: Metrics,
 }

@@ -345,3 +345,62 @@ async fn responses_carry_a_request_id(pool: PgPool) {
     let (_, headers, _) = call(&router, req).await;
     assert_eq!(headers["x-request-id"], "abc-123");
 }
+
+#[sqlx::test]
+async fn the_graph_api_resolves_chinese_to_demo_products_and_quotes_policies(pool: PgPool) {
+    let router = app(common::demo_state(pool.clone()).await);
+    let (status, body) =
+        get_json(&router, &format!("/api/kg/resolve?q={}", encode("保温杯"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body["matches"].as_array().unwrap().is_empty(), "{body}");
+    let ids: Vec<String> = body["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ids.is_empty(), "{body}");
+    let flasks: i64 = sqlx::query_scalar(
+        "select count(*) from products where id = any($1) and category like 'Kitchen & Dining%'",
+    )
+    .bind(&ids)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        flasks as usize,
+        ids.len(),
+        "保温杯 reaches kitchen products only: {ids:?}"
+    );
+
+    let (status, facts) = get_json(&router, &format!("/api/kg/facts/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        facts["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "shipping"),
+        "{facts}"
+    );
+    assert_eq!(
+        get_json(&router, "/api/kg/facts/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let concept = body["matches"][0]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, node) = get_json(&router, &format!("/api/kg/nodes/{}", encode(&concept))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(node["node"]["id"], concept.as_str());
+    assert_eq!(
+        get_json(&router, "/api/kg/nodes/concept%3Anope").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_json(&router, "/api/kg/resolve?q=%20").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -2,8 +2,10 @@
 //! runs, and reports failure as one sentence on stderr with a non-zero exit.
 
 mod batch;
+mod bench;
 mod eval;
 mod import;
+mod kg;
 mod serve;
 
 use std::path::PathBuf;
@@ -41,12 +43,21 @@ enum Command {
     /// Measure quality on labelled files.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// The knowledge graph: import/export the curated layer, stats, phrase resolution.
+    #[command(subcommand)]
+    Kg(kg::KgCommand),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the CLI; the exit code is non-zero on any failure.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Batch(_) | Command::Eval(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Batch(_) | Command::Eval(_) | Command::Kg(_) | Command::Bench(_)
+    );
     crate::telemetry::init_tracing(if quiet { "warn" } else { "info" });
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -66,6 +77,8 @@ pub fn main() -> ExitCode {
             Command::Seed(args) => import::seed(settings, args).await,
             Command::Batch(cmd) => batch::run(settings, cmd).await,
             Command::Eval(cmd) => eval::run(settings, cmd).await,
+            Command::Kg(cmd) => kg::run(settings, cmd).await,
+            Command::Bench(cmd) => bench::run(settings, cmd).await,
         }
     });
     match result {

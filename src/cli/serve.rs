@@ -11,6 +11,7 @@ use crate::catalog::demo;
 use crate::catalog::import::ImportOptions;
 use crate::config::Settings;
 use crate::db::Database;
+use crate::graph::GraphService;
 use crate::ranking::SearchService;
 use crate::state::AppState;
 use crate::telemetry::Metrics;
@@ -65,26 +66,35 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     }
     let search = SearchService::new()?;
     search.refresh(&pool).await?;
+    let graph = GraphService::new();
+    if settings.graph.seed
+        && graph
+            .seed_if_empty(&pool, &settings.graph.dir)
+            .await
+            .context("loading the curated knowledge graph")?
+    {
+        tracing::info!(dir = %settings.graph.dir.display(), "curated knowledge graph imported");
+    }
+    graph
+        .refresh(&pool)
+        .await
+        .context("building the knowledge graph")?;
     let metrics = Metrics::new();
     metrics.catalog_products.set(search.len() as i64);
     let state = AppState {
         pool: pool.clone(),
         settings: Arc::new(settings.clone()),
         search: search.clone(),
+        graph: graph.clone(),
         metrics,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let index_metrics = state.metrics.clone();
-    let refresher = search.spawn_refresher(
-        pool,
+    let refresher = tokio::spawn(refresh_loop(
+        state.clone(),
         Duration::from_secs(settings.search.refresh_secs.max(1)),
-        move |n| {
-            index_metrics.index_rebuilds.inc();
-            index_metrics.catalog_products.set(n as i64);
-        },
         stop_rx,
-    );
+    ));
     let listener = tokio::net::TcpListener::bind(settings.server.bind)
         .await
         .with_context(|| {
@@ -106,4 +116,37 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     let _ = stop_tx.send(true);
     let _ = refresher.await;
     Ok(())
+}
+
+/// Rebuilds the search index and the knowledge graph when the catalog or the curated layer
+/// changes, checking every `every`, until `stop` fires. Failures keep the old snapshot.
+async fn refresh_loop(
+    state: AppState,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match state.search.refresh(&state.pool).await {
+            Ok(true) => {
+                state.metrics.index_rebuilds.inc();
+                state
+                    .metrics
+                    .catalog_products
+                    .set(state.search.len() as i64);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "search index refresh failed; keeping the old index")
+            }
+        }
+        if let Err(e) = state.graph.refresh(&state.pool).await {
+            tracing::warn!(error = %e, "knowledge graph refresh failed; keeping the old graph");
+        }
+    }
 }

@@ -2,7 +2,6 @@
 //! request path when the catalog changes, and swapped atomically so queries never wait.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -93,34 +92,6 @@ impl SearchService {
         self.index.store(Arc::new(index));
         *built_from = Some(now);
         Ok(true)
-    }
-
-    /// Rebuilds the index whenever the catalog changes, checking every `every`, until `stop` fires.
-    pub fn spawn_refresher(
-        &self,
-        pool: PgPool,
-        every: Duration,
-        on_rebuild: impl Fn(usize) + Send + 'static,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                match this.refresh(&pool).await {
-                    Ok(true) => on_rebuild(this.len()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "search index refresh failed; keeping the old index")
-                    }
-                }
-            }
-        })
     }
 
     /// Products in the current index.

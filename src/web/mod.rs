@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod feedback;
 mod health;
+mod kg;
 mod search;
 mod storefront;
 
@@ -43,6 +44,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/search", get(search::search))
         .route("/api/products/{id}", get(search::product))
         .route("/api/feedback", post(feedback::create))
+        .route("/api/kg/resolve", get(kg::resolve))
+        .route("/api/kg/nodes/{id}", get(kg::node))
+        .route("/api/kg/facts/{id}", get(kg::facts))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aisle::catalog::demo;
 use aisle::catalog::import::ImportOptions;
 use aisle::config::Settings;
+use aisle::graph::GraphService;
 use aisle::ranking::SearchService;
 use aisle::state::AppState;
 use aisle::telemetry::Metrics;
@@ -55,10 +56,15 @@ pub async fn demo_state(pool: PgPool) -> AppState {
 pub async fn state(pool: PgPool) -> AppState {
     let search = SearchService::new().unwrap();
     search.refresh(&pool).await.unwrap();
+    let graph = GraphService::new();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge/graph");
+    graph.seed_if_empty(&pool, &dir).await.unwrap();
+    graph.refresh(&pool).await.unwrap();
     AppState {
         pool,
         settings: Arc::new(settings()),
         search,
+        graph,
         metrics: Metrics::new(),
     }
 }

@@ -1,0 +1,127 @@
+//! `aisle bench kg`: timings of the knowledge graph's hot queries (phrase resolution, concept
+//! expansion) and of its build, at the catalog's size and at a synthetic multiple of it, printed
+//! side by side in one run.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures::TryStreamExt;
+use serde_json::json;
+
+use super::batch::{Catalog, CatalogArgs};
+use crate::catalog::Product;
+use crate::config::Settings;
+use crate::graph::{self, KnowledgeGraph, curated};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Knowledge-graph build, phrase resolution and concept expansion timings.
+    Kg(KgBenchArgs),
+}
+
+#[derive(Args)]
+pub struct KgBenchArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    /// Also measure a synthetic catalog of this many products (copies of the real ones).
+    #[arg(long, default_value_t = 100_000)]
+    scale_to: usize,
+    /// Repetitions of each query.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+}
+
+/// Shopper phrases in both languages, colloquial and precise.
+const PHRASES: &[&str] = &[
+    "red flats for my wife under 800 rupees",
+    "男士袜子",
+    "gift for a newborn",
+    "保温杯",
+    "analog wrist watch for men",
+    "dog shampoo",
+    "party wear dress for girls",
+    "给宝宝的礼物",
+    "cotton kurta for women",
+    "不锈钢 保温瓶 500毫升",
+];
+
+pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Kg(args) = cmd;
+    let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
+    let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)
+        .try_collect()
+        .await;
+    catalog.close().await?;
+    let products = products.context("loading products")?;
+    let curated = curated::read_dir(&settings.graph.dir)?;
+    let mut rows = Vec::new();
+    let mut sizes = vec![products.len()];
+    if args.scale_to > products.len() {
+        sizes.push(args.scale_to);
+    }
+    for size in sizes {
+        let synthetic = scaled(&products, size);
+        let started = Instant::now();
+        let g = graph::build(&curated, &synthetic, 0)?;
+        let build_ms = started.elapsed().as_secs_f64() * 1e3;
+        let (resolve_us, expand_us) = time_queries(&g, args.iterations);
+        let row = json!({
+            "products": size, "build_ms": build_ms, "resolve_us": resolve_us, "expand_and_reach_us": expand_us,
+            "nodes": g.stats().nodes.values().sum::<usize>(), "edges": g.stats().edges.values().sum::<usize>(),
+            "rss_mb": crate::telemetry::peak_rss_mb(),
+        });
+        eprintln!(
+            "{size:>8} products: build {build_ms:>8.1} ms, resolve {resolve_us:>7.1} µs/phrase, expand+reach {expand_us:>8.1} µs/phrase"
+        );
+        rows.push(row);
+    }
+    println!(
+        "{}",
+        json!({"bench": "kg", "phrases": PHRASES.len(), "runs": rows})
+    );
+    Ok(())
+}
+
+/// `n` products: the real ones, then copies with fresh ids.
+fn scaled(products: &[Product], n: usize) -> Vec<Product> {
+    (0..n)
+        .filter_map(|i| {
+            let base = products.get(i % products.len().max(1))?;
+            let mut p = base.clone();
+            if i >= products.len() {
+                p.id = format!("{}-copy{}", base.id, i / products.len());
+            }
+            Some(p)
+        })
+        .collect()
+}
+
+/// Mean microseconds per phrase for resolution, and for expansion of every match plus the
+/// products it reaches (top 50).
+fn time_queries(g: &KnowledgeGraph, iterations: usize) -> (f64, f64) {
+    let iterations = iterations.max(1);
+    let started = Instant::now();
+    let mut matched = 0usize;
+    for _ in 0..iterations {
+        for p in PHRASES {
+            matched += g.resolve(p).len();
+        }
+    }
+    let resolve = started.elapsed().as_secs_f64() * 1e6 / (iterations * PHRASES.len()) as f64;
+    let started = Instant::now();
+    for _ in 0..iterations {
+        for p in PHRASES {
+            let expansions: Vec<_> = g
+                .resolve(p)
+                .iter()
+                .filter_map(|m| m.nodes.first())
+                .flat_map(|n| g.expand(&n.id))
+                .collect();
+            matched += g.products_reached(&expansions, 50).len();
+        }
+    }
+    let expand = started.elapsed().as_secs_f64() * 1e6 / (iterations * PHRASES.len()) as f64;
+    std::hint::black_box(matched);
+    (resolve, expand)
+}
