@@ -4,6 +4,7 @@
 //! `ranking` owns retrieval; `db` owns the pool and the embedded Postgres cluster; `web` is the only
 //! module that knows about HTTP; `cli` wires commands together for the thin `main.rs`.
 
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -90,6 +90,7 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener_task = graph.spawn_listener(pool.clone(), stop_rx.clone());
     let refresher = tokio::spawn(refresh_loop(
         state.clone(),
         Duration::from_secs(settings.search.refresh_secs.max(1)),
@@ -115,6 +116,7 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     .await?;
     let _ = stop_tx.send(true);
     let _ = refresher.await;
+    let _ = listener_task.await;
     Ok(())
 }
 

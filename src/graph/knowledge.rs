@@ -359,7 +359,21 @@ impl KnowledgeGraph {
                 }
             }
         }
-        let mut out: Vec<(String, f32)> = best
+        // Rank by weight, ties by id; only the top `limit` are sorted and turned into strings.
+        let mut ranked: Vec<(NodeIndex, f32)> = best.into_iter().collect();
+        let order = |a: &(NodeIndex, f32), b: &(NodeIndex, f32)| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.g[a.0].id.cmp(&self.g[b.0].id))
+        };
+        if limit == 0 {
+            return Vec::new();
+        }
+        if ranked.len() > limit {
+            ranked.select_nth_unstable_by(limit - 1, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(order);
+        ranked
             .into_iter()
             .filter_map(|(ix, w)| {
                 self.g[ix]
@@ -367,10 +381,7 @@ impl KnowledgeGraph {
                     .strip_prefix("product:")
                     .map(|id| (id.to_owned(), w))
             })
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(limit);
-        out
+            .collect()
     }
 
     /// The category chain of a product, leaf first.

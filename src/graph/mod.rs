@@ -6,6 +6,7 @@
 
 mod build;
 pub mod curated;
+mod edit;
 mod error;
 mod knowledge;
 pub mod lexicon;
@@ -15,9 +16,11 @@ mod service;
 
 pub use build::build;
 pub use curated::Curated;
+pub use edit::{Applied, Edit, NodeState};
 pub use error::GraphError;
 pub use knowledge::{
     Expansion, KnowledgeGraph, NodeRef, PhraseMatch, PolicyFact, ProductFacts, Stats, Step,
 };
 pub use model::{EdgeKind, EdgeRecord, NodeKind, NodeRecord, ids};
+pub use repo::HistoryEntry;
 pub use service::GraphService;

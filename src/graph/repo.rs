@@ -98,3 +98,165 @@ pub async fn replace_all(
     tx.commit().await?;
     Ok(version)
 }
+
+/// A node's stored record, version and outgoing curated edges, inside a transaction.
+pub async fn node_state(
+    tx: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<Option<(super::edit::NodeState, i32)>, sqlx::Error> {
+    let row: Option<(String, String, String, Option<String>, Vec<String>, Vec<String>, sqlx::types::Json<serde_json::Value>, i32)> =
+        sqlx::query_as(
+            "select id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, version from kg_nodes where id = $1 for update",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, version)) = row else {
+        return Ok(None);
+    };
+    let node = NodeRecord {
+        id: id.clone(),
+        kind,
+        label_en,
+        label_zh,
+        synonyms_en,
+        synonyms_zh,
+        data,
+    };
+    let edges: Vec<EdgeRecord> = sqlx::query_as(
+        "select from_id, to_id, kind, weight from kg_edges where from_id = $1 order by kind, to_id",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(Some((super::edit::NodeState { node, edges }, version)))
+}
+
+/// Writes (or, with `None`, deletes) a node and its outgoing edges, bumps the graph version,
+/// records the audit row and notifies listeners. Returns `(graph version, node version)`.
+pub async fn write_node(
+    tx: &mut sqlx::PgConnection,
+    id: &str,
+    state: Option<&super::edit::NodeState>,
+    audit: (&str, &str, Option<&super::edit::NodeState>),
+) -> Result<(i64, i32), sqlx::Error> {
+    sqlx::query("delete from kg_edges where from_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let node_version = match state {
+        Some(s) => {
+            let n = &s.node;
+            let v: i32 = sqlx::query_scalar(
+                "insert into kg_nodes (id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, updated_by)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8)
+                 on conflict (id) do update set kind = excluded.kind, label_en = excluded.label_en,
+                     label_zh = excluded.label_zh, synonyms_en = excluded.synonyms_en,
+                     synonyms_zh = excluded.synonyms_zh, data = excluded.data,
+                     version = kg_nodes.version + 1, updated_by = excluded.updated_by, updated_at = now()
+                 returning version",
+            )
+            .bind(&n.id)
+            .bind(&n.kind)
+            .bind(&n.label_en)
+            .bind(&n.label_zh)
+            .bind(&n.synonyms_en)
+            .bind(&n.synonyms_zh)
+            .bind(&n.data)
+            .bind(audit.1)
+            .fetch_one(&mut *tx)
+            .await?;
+            for e in &s.edges {
+                sqlx::query("insert into kg_edges (from_id, to_id, kind, weight) values ($1, $2, $3, $4) on conflict do nothing")
+                    .bind(&e.from_id)
+                    .bind(&e.to_id)
+                    .bind(&e.kind)
+                    .bind(e.weight)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            v
+        }
+        None => {
+            sqlx::query("delete from kg_nodes where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            0
+        }
+    };
+    let version: i64 =
+        sqlx::query_scalar("update kg_state set version = version + 1 returning version")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (action, actor, before) = audit;
+    sqlx::query(
+        "insert into kg_audit (graph_version, node_id, action, actor, before, after) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(version)
+    .bind(id)
+    .bind(action)
+    .bind(actor)
+    .bind(before.map(sqlx::types::Json))
+    .bind(state.map(sqlx::types::Json))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("select pg_notify('aisle_kg', $1::text)")
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    Ok((version, node_version))
+}
+
+/// One audited change.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub graph_version: i64,
+    pub node_id: Option<String>,
+    pub action: String,
+    pub actor: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub before: Option<sqlx::types::Json<super::edit::NodeState>>,
+    pub after: Option<sqlx::types::Json<super::edit::NodeState>>,
+}
+
+/// A node's changes, newest first.
+pub async fn history(
+    pool: &PgPool,
+    node_id: &str,
+    limit: i64,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, graph_version, node_id, action, actor, at, before, after from kg_audit
+         where node_id = $1 order by id desc limit $2",
+    )
+    .bind(node_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn audit_entry(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+) -> Result<Option<HistoryEntry>, sqlx::Error> {
+    sqlx::query_as("select id, graph_version, node_id, action, actor, at, before, after from kg_audit where id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+}
+
+/// The curated layer inside an open transaction (after the edit lock is held).
+pub async fn load_in(tx: &mut sqlx::PgConnection) -> Result<Curated, sqlx::Error> {
+    let nodes: Vec<NodeRecord> =
+        sqlx::query_as("select id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data from kg_nodes order by kind, id")
+            .fetch_all(&mut *tx)
+            .await?;
+    let edges: Vec<EdgeRecord> = sqlx::query_as(
+        "select from_id, to_id, kind, weight from kg_edges order by from_id, kind, to_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(Curated { nodes, edges })
+}

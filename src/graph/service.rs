@@ -16,13 +16,13 @@ use super::{build, repo};
 use crate::catalog::repo as catalog_repo;
 
 /// The catalog and curated state a graph was built from.
-type BuiltFrom = (i64, Option<chrono::DateTime<chrono::Utc>>, i64);
+pub(super) type BuiltFrom = (i64, Option<chrono::DateTime<chrono::Utc>>, i64);
 
 /// Cloneable handle to the live graph.
 #[derive(Clone)]
 pub struct GraphService {
-    live: Arc<ArcSwap<KnowledgeGraph>>,
-    built_from: Arc<Mutex<Option<BuiltFrom>>>,
+    pub(super) live: Arc<ArcSwap<KnowledgeGraph>>,
+    pub(super) built_from: Arc<Mutex<Option<BuiltFrom>>>,
 }
 
 impl Default for GraphService {
@@ -95,5 +95,56 @@ impl GraphService {
         let curated = curated::read_dir(dir)?;
         self.import(pool, curated, "seed").await?;
         Ok(true)
+    }
+}
+
+impl GraphService {
+    /// Listens for `aisle_kg` notifications (sent by every edit and import, from any replica) and
+    /// rebuilds on each, until `stop` fires. Reconnects after errors; the periodic refresh covers
+    /// anything missed while disconnected.
+    pub fn spawn_listener(
+        &self,
+        pool: PgPool,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "graph listener cannot connect; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                            _ = stop.changed() => return,
+                        }
+                    }
+                };
+                if let Err(e) = listener.listen("aisle_kg").await {
+                    tracing::warn!(error = %e, "graph listener cannot LISTEN; retrying");
+                    continue;
+                }
+                // Catch up on anything missed while not listening.
+                if let Err(e) = this.refresh(&pool).await {
+                    tracing::warn!(error = %e, "graph refresh failed");
+                }
+                loop {
+                    tokio::select! {
+                        n = listener.recv() => match n {
+                            Ok(_) => {
+                                if let Err(e) = this.refresh(&pool).await {
+                                    tracing::warn!(error = %e, "graph refresh after a change failed; keeping the old graph");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "graph listener lost its connection; reconnecting");
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        })
     }
 }

@@ -1,0 +1,8 @@
+//! Staff users (agents, editors, admins), argon2 password hashes, login sessions with per-session
+//! CSRF tokens, and login rate limiting. The web layer turns these into cookies and 401/403s.
+
+mod password;
+mod repo;
+mod service;
+
+pub use service::{AuthError, AuthService, Role, Session, User};
