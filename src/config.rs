@@ -21,6 +21,7 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     pub search: SearchSettings,
     pub graph: GraphSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +59,12 @@ pub struct SearchSettings {
 pub struct GraphSettings {
     pub dir: PathBuf,
     pub seed: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub session_ttl_secs: u64,
+    pub cookie_secure: bool,
 }
 
 /// A setting that failed to load or validate.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::auth::AuthService;
 use crate::config::Settings;
 use crate::graph::GraphService;
 use crate::ranking::SearchService;
@@ -17,4 +18,5 @@ pub struct AppState {
     pub search: SearchService,
     pub graph: GraphService,
     pub metrics: Metrics,
+    pub auth: AuthService,
 }

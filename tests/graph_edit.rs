@@ -15,7 +15,11 @@ async fn demo(pool: &PgPool) -> GraphService {
 
 /// A concept that reaches demo products, with its stored state.
 async fn a_concept(graph: &GraphService, pool: &PgPool) -> (NodeState, i32) {
-    let ids: Vec<String> = sqlx::query_scalar("select id from kg_nodes where kind = 'concept' order by id").fetch_all(pool).await.unwrap();
+    let ids: Vec<String> =
+        sqlx::query_scalar("select id from kg_nodes where kind = 'concept' order by id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     for id in ids {
         let g = graph.current();
         let x = g.expand(&id);
@@ -27,7 +31,11 @@ async fn a_concept(graph: &GraphService, pool: &PgPool) -> (NodeState, i32) {
 }
 
 fn resolves_to(graph: &GraphService, phrase: &str, id: &str) -> bool {
-    graph.current().resolve(phrase).iter().any(|m| m.nodes.iter().any(|n| n.id == id))
+    graph
+        .current()
+        .resolve(phrase)
+        .iter()
+        .any(|m| m.nodes.iter().any(|n| n.id == id))
 }
 
 #[sqlx::test]
@@ -38,7 +46,17 @@ async fn an_added_synonym_resolves_at_once_and_is_audited(pool: PgPool) {
     assert!(!resolves_to(&graph, "something for the hostel room", &id));
     let before_version = graph.current().version();
     state.node.synonyms_en.push("hostel room".into());
-    let applied = graph.apply(&pool, Edit::Update { expected_version: version, state }, "editor-1").await.unwrap();
+    let applied = graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state,
+            },
+            "editor-1",
+        )
+        .await
+        .unwrap();
     assert_eq!(applied.node_version, version + 1);
     assert_eq!(applied.graph_version, before_version + 1);
     assert!(resolves_to(&graph, "something for the hostel room", &id));
@@ -58,14 +76,49 @@ async fn concurrent_edits_of_one_node_conflict_and_nothing_is_lost(pool: PgPool)
     let (mut mine, mut theirs) = (state.clone(), state);
     mine.node.synonyms_en.push("first editor phrase".into());
     theirs.node.synonyms_en.push("second editor phrase".into());
-    graph.apply(&pool, Edit::Update { expected_version: version, state: mine }, "a").await.unwrap();
-    let err = graph.apply(&pool, Edit::Update { expected_version: version, state: theirs }, "b").await.unwrap_err();
-    assert!(matches!(err, GraphError::Conflict { current, .. } if current == version + 1), "{err}");
+    graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: mine,
+            },
+            "a",
+        )
+        .await
+        .unwrap();
+    let err = graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: theirs,
+            },
+            "b",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GraphError::Conflict { current, .. } if current == version + 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("changed by someone else"));
-    let id = &graph.current().resolve("first editor phrase")[0].nodes[0].id.clone();
+    let id = &graph.current().resolve("first editor phrase")[0].nodes[0]
+        .id
+        .clone();
     let (stored, v) = graph.editable(&pool, id).await.unwrap().unwrap();
-    assert!(stored.node.synonyms_en.contains(&"first editor phrase".to_owned()));
-    assert!(!stored.node.synonyms_en.contains(&"second editor phrase".to_owned()));
+    assert!(
+        stored
+            .node
+            .synonyms_en
+            .contains(&"first editor phrase".to_owned())
+    );
+    assert!(
+        !stored
+            .node
+            .synonyms_en
+            .contains(&"second editor phrase".to_owned())
+    );
     assert_eq!(v, version + 1);
 }
 
@@ -83,7 +136,17 @@ async fn invalid_edits_are_refused_with_the_reason_and_change_nothing(pool: PgPo
         kind: "suits".into(),
         weight: 0.5,
     });
-    let err = graph.apply(&pool, Edit::Update { expected_version: version, state: dangling }, "x").await.unwrap_err();
+    let err = graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: dangling,
+            },
+            "x",
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("dangling"), "{err}");
 
     let other: String = sqlx::query_scalar("select id from kg_nodes where kind = 'concept' and id <> $1 and cardinality(synonyms_en) > 0 limit 1")
@@ -91,20 +154,64 @@ async fn invalid_edits_are_refused_with_the_reason_and_change_nothing(pool: PgPo
         .fetch_one(&pool)
         .await
         .unwrap();
-    let taken = graph.editable(&pool, &other).await.unwrap().unwrap().0.node.synonyms_en[0].clone();
+    let taken = graph
+        .editable(&pool, &other)
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .node
+        .synonyms_en[0]
+        .clone();
     let mut duplicate = state.clone();
     duplicate.node.synonyms_en.push(taken.clone());
-    let err = graph.apply(&pool, Edit::Update { expected_version: version, state: duplicate }, "x").await.unwrap_err();
-    assert!(err.to_string().contains(&format!("synonym {taken:?} is on both")), "{err}");
+    let err = graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: duplicate,
+            },
+            "x",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("synonym {taken:?} is on both")),
+        "{err}"
+    );
 
     let mut empty = state.clone();
     empty.node.label_en = " ".into();
-    let err = graph.apply(&pool, Edit::Update { expected_version: version, state: empty }, "x").await.unwrap_err();
+    let err = graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: empty,
+            },
+            "x",
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("empty English label"), "{err}");
 
     let mut wrong_kind = state.clone();
     wrong_kind.node.kind = "policy".into();
-    assert!(graph.apply(&pool, Edit::Update { expected_version: version, state: wrong_kind }, "x").await.is_err());
+    assert!(
+        graph
+            .apply(
+                &pool,
+                Edit::Update {
+                    expected_version: version,
+                    state: wrong_kind
+                },
+                "x"
+            )
+            .await
+            .is_err()
+    );
 
     // A curated-only node that another node's edge points at cannot be deleted.
     let targets: Vec<String> = sqlx::query_scalar(
@@ -113,14 +220,33 @@ async fn invalid_edits_are_refused_with_the_reason_and_change_nothing(pool: PgPo
     .fetch_all(&pool)
     .await
     .unwrap();
-    let orphan = targets.into_iter().find(|t| graph.current().node(t).is_some_and(|n| n.products == 0)).unwrap();
+    let orphan = targets
+        .into_iter()
+        .find(|t| graph.current().node(t).is_some_and(|n| n.products == 0))
+        .unwrap();
     let (_, v) = graph.editable(&pool, &orphan).await.unwrap().unwrap();
-    let err = graph.apply(&pool, Edit::Delete { id: orphan.clone(), expected_version: v }, "x").await.unwrap_err();
-    assert!(err.to_string().contains("dangling") && err.to_string().contains(&orphan), "{err}");
+    let err = graph
+        .apply(
+            &pool,
+            Edit::Delete {
+                id: orphan.clone(),
+                expected_version: v,
+            },
+            "x",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("dangling") && err.to_string().contains(&orphan),
+        "{err}"
+    );
 
     assert_eq!(repo::load(&pool).await.unwrap(), stored_before);
     assert_eq!(graph.current().version(), graph_version);
-    let audits: i64 = sqlx::query_scalar("select count(*) from kg_audit where action <> 'import'").fetch_one(&pool).await.unwrap();
+    let audits: i64 = sqlx::query_scalar("select count(*) from kg_audit where action <> 'import'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(audits, 0);
 }
 
@@ -131,20 +257,51 @@ async fn a_change_can_be_reverted_and_a_deleted_node_restored(pool: PgPool) {
     let id = state.node.id.clone();
     let mut edited = state.clone();
     edited.node.label_zh = Some("新的中文名".into());
-    graph.apply(&pool, Edit::Update { expected_version: version, state: edited }, "e").await.unwrap();
+    graph
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state: edited,
+            },
+            "e",
+        )
+        .await
+        .unwrap();
     let change = repo::history(&pool, &id, 1).await.unwrap()[0].id;
-    graph.apply(&pool, Edit::Revert { audit_id: change }, "e").await.unwrap();
+    graph
+        .apply(&pool, Edit::Revert { audit_id: change }, "e")
+        .await
+        .unwrap();
     assert_eq!(graph.editable(&pool, &id).await.unwrap().unwrap().0, state);
 
     let (_, v) = graph.editable(&pool, &id).await.unwrap().unwrap();
-    graph.apply(&pool, Edit::Delete { id: id.clone(), expected_version: v }, "e").await.unwrap();
+    graph
+        .apply(
+            &pool,
+            Edit::Delete {
+                id: id.clone(),
+                expected_version: v,
+            },
+            "e",
+        )
+        .await
+        .unwrap();
     assert!(graph.current().node(&id).is_none());
     assert!(graph.editable(&pool, &id).await.unwrap().is_none());
     let deletion = repo::history(&pool, &id, 1).await.unwrap()[0].id;
-    graph.apply(&pool, Edit::Revert { audit_id: deletion }, "e").await.unwrap();
+    graph
+        .apply(&pool, Edit::Revert { audit_id: deletion }, "e")
+        .await
+        .unwrap();
     assert_eq!(graph.editable(&pool, &id).await.unwrap().unwrap().0, state);
     assert!(graph.current().node(&id).is_some());
-    let actions: Vec<String> = repo::history(&pool, &id, 10).await.unwrap().into_iter().map(|h| h.action).collect();
+    let actions: Vec<String> = repo::history(&pool, &id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.action)
+        .collect();
     assert_eq!(actions, ["revert", "delete", "revert", "update"]);
 }
 
@@ -160,10 +317,23 @@ async fn a_second_instance_follows_edits_through_notifications(pool: PgPool) {
     let (mut state, version) = a_concept(&first, &pool).await;
     let id = state.node.id.clone();
     state.node.synonyms_zh.push("宿舍必备".into());
-    let applied = first.apply(&pool, Edit::Update { expected_version: version, state }, "e").await.unwrap();
+    let applied = first
+        .apply(
+            &pool,
+            Edit::Update {
+                expected_version: version,
+                state,
+            },
+            "e",
+        )
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     while second.current().version() != applied.graph_version {
-        assert!(started.elapsed() < Duration::from_secs(10), "the second instance never saw the edit");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second instance never saw the edit"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(resolves_to(&second, "宿舍必备的东西", &id));

@@ -6,3 +6,8 @@ mod repo;
 mod service;
 
 pub use service::{AuthError, AuthService, Role, Session, User};
+
+/// A random password for generated accounts (128 bits, hex).
+pub fn random_password() -> String {
+    password::token()[..32].to_owned()
+}

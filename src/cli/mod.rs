@@ -7,6 +7,7 @@ mod eval;
 mod import;
 mod kg;
 mod serve;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Staff accounts (agents, editors, admins).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// Runs the CLI; the exit code is non-zero on any failure.
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Eval(cmd) => eval::run(settings, cmd).await,
             Command::Kg(cmd) => kg::run(settings, cmd).await,
             Command::Bench(cmd) => bench::run(settings, cmd).await,
+            Command::User(cmd) => user::run(settings, cmd).await,
         }
     });
     match result {

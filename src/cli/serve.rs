@@ -87,6 +87,10 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
         search: search.clone(),
         graph: graph.clone(),
         metrics,
+        auth: crate::auth::AuthService::new(
+            pool.clone(),
+            Duration::from_secs(settings.auth.session_ttl_secs),
+        ),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -583,3 +583,45 @@ impl KnowledgeGraph {
         Some(steps)
     }
 }
+
+impl KnowledgeGraph {
+    /// Non-product nodes whose label or synonyms contain `q` (case-insensitive, EN or ZH): exact
+    /// matches first, then by products reached. For the editor's search.
+    pub fn search_nodes(&self, q: &str, limit: usize) -> Vec<NodeRef> {
+        let q = q.trim().to_lowercase();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        let mut hits: Vec<(bool, NodeIndex)> = self
+            .g
+            .node_indices()
+            .filter(|&ix| self.g[ix].kind != NodeKind::Product)
+            .filter_map(|ix| {
+                let n = &self.g[ix];
+                let names = std::iter::once(&n.label_en)
+                    .chain(&n.label_zh)
+                    .chain(&n.synonyms_en)
+                    .chain(&n.synonyms_zh);
+                let mut exact = false;
+                let mut any = false;
+                for name in names.chain(std::iter::once(&n.id)) {
+                    let name = name.to_lowercase();
+                    exact |= name == q;
+                    any |= name.contains(&q);
+                }
+                any.then_some((exact, ix))
+            })
+            .collect();
+        hits.sort_by_key(|&(exact, ix)| {
+            (
+                !exact,
+                std::cmp::Reverse(self.g[ix].products),
+                self.g[ix].id.clone(),
+            )
+        });
+        hits.into_iter()
+            .take(limit)
+            .map(|(_, ix)| self.node_ref(ix))
+            .collect()
+    }
+}

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::graph::GraphError;
 use crate::ranking::SearchError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,14 @@ pub enum AppError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("log in first")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -70,6 +80,24 @@ impl AppError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Auth(AuthError::BadCredentials) => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            Self::Auth(AuthError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Auth(AuthError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_user"),
+            Self::Auth(AuthError::Exists(_)) => (StatusCode::CONFLICT, "user_exists"),
+            Self::Auth(AuthError::Db(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "database_error"),
+            Self::Graph(GraphError::Invalid(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_edit")
+            }
+            Self::Graph(GraphError::Conflict { .. }) => (StatusCode::CONFLICT, "edit_conflict"),
+            Self::Graph(GraphError::NodeNotFound(_)) => (StatusCode::NOT_FOUND, "node_not_found"),
+            Self::Graph(GraphError::ProductNotFound(_)) => {
+                (StatusCode::NOT_FOUND, "product_not_found")
+            }
+            Self::Graph(GraphError::Db(_) | GraphError::Join(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "graph_error")
             }
             Self::Catalog(CatalogError::ProductNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "product_not_found")

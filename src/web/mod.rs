@@ -1,12 +1,14 @@
 //! HTTP: the only module that imports axum. Routes, extractors, the `AppError` mapping, middleware
 //! (request ids, tracing spans, metrics, body limits, timeouts, panics → 500) and graceful shutdown.
 
+mod editor;
 mod error;
 mod extract;
 mod feedback;
 mod health;
 mod kg;
 mod search;
+mod staff;
 mod storefront;
 
 use std::time::{Duration, Instant};
@@ -38,6 +40,14 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(storefront::index))
         .route("/products/{id}", get(storefront::product))
         .route("/static/aisle.css", get(storefront::stylesheet))
+        .route("/static/kg.js", get(storefront::editor_script))
+        .route("/kg", get(editor::index))
+        .route("/kg/login", get(editor::login_page).post(editor::login))
+        .route("/kg/logout", post(editor::logout))
+        .route("/kg/node", get(editor::node).post(editor::update))
+        .route("/kg/node/delete", post(editor::delete))
+        .route("/kg/revert", post(editor::revert))
+        .route("/kg/create", post(editor::create))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

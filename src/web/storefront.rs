@@ -175,3 +175,13 @@ pub async fn stylesheet() -> impl IntoResponse {
         include_str!("../../static/aisle.css"),
     )
 }
+
+pub async fn editor_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../static/kg.js"),
+    )
+}

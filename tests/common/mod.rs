@@ -61,10 +61,11 @@ pub async fn state(pool: PgPool) -> AppState {
     graph.seed_if_empty(&pool, &dir).await.unwrap();
     graph.refresh(&pool).await.unwrap();
     AppState {
-        pool,
+        pool: pool.clone(),
         settings: Arc::new(settings()),
         search,
         graph,
         metrics: Metrics::new(),
+        auth: aisle::auth::AuthService::new(pool.clone(), std::time::Duration::from_secs(3600)),
     }
 }
