@@ -104,25 +104,22 @@ pub async fn node_state(
     tx: &mut sqlx::PgConnection,
     id: &str,
 ) -> Result<Option<(super::edit::NodeState, i32)>, sqlx::Error> {
-    let row: Option<(String, String, String, Option<String>, Vec<String>, Vec<String>, sqlx::types::Json<serde_json::Value>, i32)> =
-        sqlx::query_as(
-            "select id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, version from kg_nodes where id = $1 for update",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some((id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, version)) = row else {
+    #[derive(sqlx::FromRow)]
+    struct Versioned {
+        #[sqlx(flatten)]
+        node: NodeRecord,
+        version: i32,
+    }
+    let row: Option<Versioned> = sqlx::query_as(
+        "select id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data, version from kg_nodes where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(Versioned { node, version }) = row else {
         return Ok(None);
     };
-    let node = NodeRecord {
-        id: id.clone(),
-        kind,
-        label_en,
-        label_zh,
-        synonyms_en,
-        synonyms_zh,
-        data,
-    };
+    let id = node.id.clone();
     let edges: Vec<EdgeRecord> = sqlx::query_as(
         "select from_id, to_id, kind, weight from kg_edges where from_id = $1 order by kind, to_id",
     )
