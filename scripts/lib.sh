@@ -36,3 +36,15 @@ ensure_cargo() {
         exit 1
     fi
 }
+
+# Installs headless Chromium, its WebDriver and a CJK font for the browser tests when missing.
+ensure_browser() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy" || missing+=(fonts-wqy-microhei)
+    if [ ${#missing[@]} -eq 0 ]; then return; fi
+    echo "aisle: installing ${missing[*]} for the browser tests" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_cargo
 ensure_postgres
+ensure_browser
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
 bindir=$(pg_bindir)
 
