@@ -4,8 +4,6 @@
 //! an audit row, bumps the graph version and notifies other replicas. The validated graph is the
 //! new live graph, swapped in after the commit; an invalid edit changes nothing.
 
-use std::sync::Arc;
-
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -146,9 +144,8 @@ impl GraphService {
         let mut curated = repo::load_in(&mut tx).await?;
         replace_node(&mut curated, &id, target.as_ref());
         let products: Vec<_> = catalog_repo::all_products(pool).try_collect().await?;
-        let next_version = current_version + 1;
-        let graph =
-            tokio::task::spawn_blocking(move || build::build(&curated, &products, next_version))
+        let mut graph =
+            tokio::task::spawn_blocking(move || build::build(&curated, &products, current_version))
                 .await??;
         let (graph_version, node_version) = repo::write_node(
             &mut tx,
@@ -158,11 +155,9 @@ impl GraphService {
         )
         .await?;
         tx.commit().await?;
-        // Swap in the graph just validated; refresh() would rebuild the same thing.
-        let mut built_from = self.built_from.lock().await;
-        let (count, changed) = catalog_repo::fingerprint(pool).await?;
-        self.live.store(Arc::new(graph));
-        *built_from = Some((count, changed, graph_version));
+        // Install the graph just validated; refresh() would rebuild the same thing.
+        graph.set_version(graph_version);
+        self.install(pool, graph, graph_version).await?;
         tracing::info!(node = %id, action, actor, graph_version, "knowledge graph edited");
         Ok(Applied {
             node_id: id,

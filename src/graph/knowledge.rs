@@ -145,6 +145,10 @@ impl KnowledgeGraph {
         self.version
     }
 
+    pub(super) fn set_version(&mut self, version: i64) {
+        self.version = version;
+    }
+
     fn node_ref(&self, ix: NodeIndex) -> NodeRef {
         let n = &self.g[ix];
         NodeRef {

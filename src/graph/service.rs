@@ -77,14 +77,28 @@ impl GraphService {
         actor: &str,
     ) -> Result<i64, GraphError> {
         let products: Vec<_> = catalog_repo::all_products(pool).try_collect().await?;
-        let (curated, _) = tokio::task::spawn_blocking(move || {
-            build::build(&curated, &products, 0).map(|_| curated)
+        let (curated, mut graph) = tokio::task::spawn_blocking(move || {
+            build::build(&curated, &products, 0).map(|g| (curated, g))
         })
-        .await?
-        .map(|c| (c, ()))?;
+        .await??;
         let version = repo::replace_all(pool, &curated, actor).await?;
-        self.refresh(pool).await?;
+        graph.set_version(version);
+        self.install(pool, graph, version).await?;
         Ok(version)
+    }
+
+    /// Makes `graph` (built from curated version `version` and the current catalog) the live one.
+    pub(super) async fn install(
+        &self,
+        pool: &PgPool,
+        graph: KnowledgeGraph,
+        version: i64,
+    ) -> Result<(), GraphError> {
+        let mut built_from = self.built_from.lock().await;
+        let (count, changed) = catalog_repo::fingerprint(pool).await?;
+        self.live.store(Arc::new(graph));
+        *built_from = Some((count, changed, version));
+        Ok(())
     }
 
     /// Imports `knowledge/graph` when Postgres holds no curated layer yet.
