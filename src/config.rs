@@ -51,6 +51,7 @@ pub struct CatalogSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SearchSettings {
     pub default_limit: usize,
+    pub graph_weight: f32,
     pub max_limit: usize,
     pub refresh_secs: u64,
 }
@@ -113,6 +114,9 @@ impl Settings {
         }
         if self.catalog.import_batch_rows == 0 || self.catalog.import_batch_rows > 10_000 {
             return bad("catalog.import_batch_rows must be between 1 and 10000");
+        }
+        if !(0.0..=10.0).contains(&self.search.graph_weight) {
+            return bad("search.graph_weight must be between 0 and 10");
         }
         if self.search.default_limit == 0 || self.search.default_limit > self.search.max_limit {
             return bad("search.default_limit must be between 1 and search.max_limit");

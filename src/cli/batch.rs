@@ -13,12 +13,19 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::catalog::import::{Format, ImportOptions, import_file};
 use crate::config::Settings;
 use crate::db::Database;
-use crate::ranking::SearchService;
+use crate::graph::GraphService;
+use crate::ranking::{Ranker, SearchService};
 
 #[derive(Subcommand)]
 pub enum BatchCommand {
     /// Search: in `{"id","query","limit"?}`, out `{"id","results":[{"id","score"}]}` best first.
-    Search(CatalogArgs),
+    Search {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// Ranking stage (bm25 is the baseline).
+        #[arg(long, value_enum, default_value_t = Ranker::Hybrid)]
+        ranker: Ranker,
+    },
 }
 
 #[derive(Args)]
@@ -31,10 +38,11 @@ pub struct CatalogArgs {
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1_000;
 
-/// An open catalog with its search index; `close` drops a temporary database.
+/// An open catalog with its search index and knowledge graph; `close` drops a temporary database.
 pub struct Catalog {
     pub db: Database,
     pub search: SearchService,
+    pub graph: GraphService,
 }
 
 impl Catalog {
@@ -76,12 +84,28 @@ impl Catalog {
                 .await
                 .context("opening the database")?,
         };
-        let search = SearchService::new()?;
-        if let Err(e) = search.refresh(&db.pool).await {
-            db.close().await?;
-            return Err(e).context("building the search index");
+        let search = SearchService::with_graph_weight(settings.search.graph_weight)?;
+        let graph = GraphService::new();
+        let built = async {
+            search
+                .refresh(&db.pool)
+                .await
+                .context("building the search index")?;
+            graph
+                .seed_if_empty(&db.pool, &settings.graph.dir)
+                .await
+                .context("loading the curated graph")?;
+            graph
+                .refresh(&db.pool)
+                .await
+                .context("building the knowledge graph")
         }
-        Ok(Self { db, search })
+        .await;
+        if let Err(e) = built {
+            db.close().await?;
+            return Err(e);
+        }
+        Ok(Self { db, search, graph })
     }
 
     pub async fn close(self) -> anyhow::Result<()> {
@@ -91,9 +115,11 @@ impl Catalog {
 
 pub async fn run(settings: Settings, cmd: BatchCommand) -> anyhow::Result<()> {
     match cmd {
-        BatchCommand::Search(args) => {
-            let catalog = Catalog::open(&settings, args.catalog.as_deref()).await?;
-            let result = answer_lines(|line| search_line(&catalog.search, line)).await;
+        BatchCommand::Search { catalog, ranker } => {
+            let catalog = Catalog::open(&settings, catalog.catalog.as_deref()).await?;
+            let graph = catalog.graph.current();
+            let result =
+                answer_lines(|line| search_line(&catalog.search, ranker, &graph, line)).await;
             catalog.close().await?;
             result
         }
@@ -107,13 +133,18 @@ struct SearchLine {
     limit: Option<usize>,
 }
 
-fn search_line(search: &SearchService, line: &str) -> Value {
+fn search_line(
+    search: &SearchService,
+    ranker: Ranker,
+    graph: &crate::graph::KnowledgeGraph,
+    line: &str,
+) -> Value {
     let input: SearchLine = match serde_json::from_str(line) {
         Ok(i) => i,
         Err(e) => return error_line(line, &format!("invalid input line: {e}")),
     };
     let limit = input.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    match search.search(&input.query, limit) {
+    match search.search_with(ranker, graph, &input.query, limit) {
         Ok(results) => json!({
             "id": input.id,
             "results": results.iter().map(|r| json!({"id": r.id, "score": r.score})).collect::<Vec<_>>(),

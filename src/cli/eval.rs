@@ -7,15 +7,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::batch::{Catalog, CatalogArgs};
 use crate::config::Settings;
+use crate::ranking::Ranker;
 use crate::ranking::metrics::{QueryMetrics, mean};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
-    /// Ranking quality on labelled queries; prints one JSON summary line (per-query lines with --verbose).
+    /// Ranking quality on labelled queries for the BM25 baseline and the hybrid ranker; the last line
+    /// is a JSON summary (per-query lines with --verbose).
     Ranking {
         /// The labelled JSON Lines file.
         file: PathBuf,
@@ -51,32 +53,41 @@ pub async fn run(settings: Settings, cmd: EvalCommand) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let catalog = Catalog::open(&settings, catalog.catalog.as_deref()).await?;
-    let mut all = Vec::new();
-    for q in &queries {
-        let ranked: Vec<String> = match catalog.search.search(&q.query, 50) {
-            Ok(results) => results.into_iter().map(|r| r.id).collect(),
-            Err(_) => Vec::new(),
+    let graph = catalog.graph.current();
+    let mut summary = serde_json::Map::new();
+    summary.insert("file".into(), json!(file.display().to_string()));
+    summary.insert("queries".into(), json!(queries.len()));
+    for ranker in [Ranker::Bm25, Ranker::Hybrid] {
+        let name = match ranker {
+            Ranker::Bm25 => "bm25",
+            Ranker::Hybrid => "hybrid",
         };
-        let m = QueryMetrics::compute(&ranked, &q.relevant);
-        if verbose {
-            println!(
-                "{}",
-                json!({"id": q.id, "query": q.query, "ndcg@10": m.ndcg10, "recall@50": m.recall50, "mrr": m.mrr})
-            );
+        let mut all = Vec::new();
+        for q in &queries {
+            let ranked: Vec<String> = match catalog.search.search_with(ranker, &graph, &q.query, 50)
+            {
+                Ok(results) => results.into_iter().map(|r| r.id).collect(),
+                Err(_) => Vec::new(),
+            };
+            let m = QueryMetrics::compute(&ranked, &q.relevant);
+            if verbose {
+                println!(
+                    "{}",
+                    json!({"ranker": name, "id": q.id, "query": q.query, "ndcg@10": m.ndcg10, "recall@50": m.recall50, "mrr": m.mrr})
+                );
+            }
+            all.push(m);
         }
-        all.push(m);
+        summary.insert(
+            name.into(),
+            json!({
+                "ndcg@10": mean(all.iter().map(|m| m.ndcg10)),
+                "recall@50": mean(all.iter().map(|m| m.recall50)),
+                "mrr": mean(all.iter().map(|m| m.mrr)),
+            }),
+        );
     }
     catalog.close().await?;
-    println!(
-        "{}",
-        json!({
-            "file": file.display().to_string(),
-            "ranker": "bm25",
-            "queries": all.len(),
-            "ndcg@10": mean(all.iter().map(|m| m.ndcg10)),
-            "recall@50": mean(all.iter().map(|m| m.recall50)),
-            "mrr": mean(all.iter().map(|m| m.mrr)),
-        })
-    );
+    println!("{}", Value::Object(summary));
     Ok(())
 }

@@ -225,18 +225,29 @@ impl KnowledgeGraph {
     /// names (the gender), since the longer phrase already stands for the rest.
     pub fn resolve(&self, text: &str) -> Vec<PhraseMatch> {
         let hits = self.lexicon.find(text);
-        hits.iter()
+        // First the nodes each phrase names in this catalog; a phrase naming none (another
+        // catalog's category) does not hide the phrases inside it.
+        let named: Vec<(&super::lexicon::Hit<'_>, Vec<NodeRef>)> = hits
+            .iter()
             .filter_map(|hit| {
-                let nested = hit.nested(&hits);
-                let mut nodes: Vec<NodeRef> = hit
+                let nodes: Vec<NodeRef> = hit
                     .targets
                     .iter()
                     .map(|&slot| self.node_ref(NodeIndex::new(slot as usize)))
                     .filter(|n| {
                         n.products > 0 || !matches!(n.kind, NodeKind::Category | NodeKind::Brand)
                     })
-                    .filter(|n| !nested || n.kind == NodeKind::Attribute)
                     .collect();
+                (!nodes.is_empty()).then_some((hit, nodes))
+            })
+            .collect();
+        let live: Vec<super::lexicon::Hit<'_>> = named.iter().map(|(h, _)| (*h).clone()).collect();
+        named
+            .into_iter()
+            .filter_map(|(hit, mut nodes)| {
+                if hit.nested(&live) {
+                    nodes.retain(|n| n.kind == NodeKind::Attribute);
+                }
                 nodes.sort_by_key(|n| {
                     (
                         !matches!(n.kind, NodeKind::Concept | NodeKind::Policy),
@@ -318,7 +329,8 @@ impl KnowledgeGraph {
     /// Products reached by a set of expansions, heaviest first. Categories say what the product
     /// is; when any category is among the expansions, attributes and brands only add weight to
     /// the products those categories reach (half their own weight), so "keep drinks hot" means
-    /// flasks that are steel, not everything steel. Without a category they reach products alone.
+    /// flasks that are steel, not everything steel. Without a category they reach products alone,
+    /// their weights summed.
     pub fn products_reached(&self, expansions: &[Expansion], limit: usize) -> Vec<(String, f32)> {
         let reach = |x: &Expansion| -> Vec<NodeIndex> {
             let Some(&ix) = self.by_id.get(&x.node.id) else {
@@ -336,8 +348,17 @@ impl KnowledgeGraph {
                 .map(|e| e.source())
                 .collect()
         };
-        let (categories, modifiers): (Vec<&Expansion>, Vec<&Expansion>) = expansions
-            .iter()
+        // One entry per node (two phrases may name the same one), at its best weight.
+        let mut unique: Vec<&Expansion> = Vec::new();
+        for x in expansions {
+            match unique.iter_mut().find(|u| u.node.id == x.node.id) {
+                Some(u) if u.weight < x.weight => *u = x,
+                Some(_) => {}
+                None => unique.push(x),
+            }
+        }
+        let (categories, modifiers): (Vec<&Expansion>, Vec<&Expansion>) = unique
+            .into_iter()
             .partition(|x| x.node.kind == NodeKind::Category);
         let mut best: HashMap<NodeIndex, f32> = HashMap::new();
         let base = if categories.is_empty() {
@@ -345,10 +366,17 @@ impl KnowledgeGraph {
         } else {
             &categories
         };
+        // Categories are alternatives (best one counts); facets without a category add up, so a
+        // product that is both "women" and "tan" outranks one that is only "tan".
+        let additive = categories.is_empty();
         for x in base {
             for p in reach(x) {
                 let w = best.entry(p).or_default();
-                *w = w.max(x.weight);
+                *w = if additive {
+                    *w + x.weight
+                } else {
+                    w.max(x.weight)
+                };
             }
         }
         if !categories.is_empty() {

@@ -11,8 +11,14 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use super::lexical::{IndexError, LexicalIndex};
+use super::hybrid;
+use super::lexical::{IndexError, LexicalIndex, Summary};
+use super::query::QuerySpec;
 use crate::catalog::repo;
+use crate::graph::KnowledgeGraph;
+
+/// The hybrid ranker's default graph weight (see `config/default.toml`).
+pub const DEFAULT_GRAPH_WEIGHT: f32 = 0.5;
 
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
@@ -57,18 +63,25 @@ pub struct SearchService {
     index: Arc<ArcSwap<LexicalIndex>>,
     /// The catalog state the current index was built from; the lock also serialises rebuilds.
     built_from: Arc<Mutex<Option<Fingerprint>>>,
+    graph_weight: f32,
 }
 
 impl SearchService {
     /// An empty index; call [`SearchService::refresh`] to load the catalog. Loading jieba's
     /// dictionary takes a moment, so build this once.
     pub fn new() -> Result<Self, SearchError> {
+        Self::with_graph_weight(DEFAULT_GRAPH_WEIGHT)
+    }
+
+    /// As [`SearchService::new`], with the hybrid ranker's graph weight (`search.graph_weight`).
+    pub fn with_graph_weight(graph_weight: f32) -> Result<Self, SearchError> {
         let jieba = Arc::new(Jieba::new());
         let empty = LexicalIndex::build(jieba.clone(), [])?;
         Ok(Self {
             jieba,
             index: Arc::new(ArcSwap::from_pointee(empty)),
             built_from: Arc::new(Mutex::new(None)),
+            graph_weight,
         })
     }
 
@@ -103,16 +116,34 @@ impl SearchService {
         self.len() == 0
     }
 
-    /// BM25 search over the current snapshot.
+    /// Searches with `ranker`; the hybrid ranker needs the knowledge graph.
+    pub fn search_with(
+        &self,
+        ranker: Ranker,
+        graph: &KnowledgeGraph,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchResult>, SearchError> {
+        match ranker {
+            Ranker::Bm25 => self.search(query, limit),
+            Ranker::Hybrid => {
+                let query = check(query)?;
+                let index = self.index.load();
+                let spec = QuerySpec::parse(query);
+                Ok(hybrid::rank(&index, graph, &spec, self.graph_weight, limit)
+                    .into_iter()
+                    .filter_map(|r| {
+                        let s = index.summary(&r.id)?;
+                        Some(result(&r.id, s, r.score, r.why))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// BM25 search over the current snapshot: the baseline, without filters.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchResult>, SearchError> {
-        let query = query.trim();
-        if query.is_empty() {
-            return Err(SearchError::EmptyQuery);
-        }
-        let chars = query.chars().count();
-        if chars > MAX_QUERY_CHARS {
-            return Err(SearchError::QueryTooLong(chars));
-        }
+        let query = check(query)?;
         let index = self.index.load();
         let hits = index.search(query, limit)?;
         Ok(hits
@@ -121,19 +152,46 @@ impl SearchService {
                 let s = index.summary(&h.id)?;
                 let mut why = vec![format!("bm25 {:.2}", h.score)];
                 why.extend(h.matched);
-                Some(SearchResult {
-                    name: s.title.clone(),
-                    name_zh: s.title_zh.clone(),
-                    brand: s.brand.clone(),
-                    category: s.category.clone(),
-                    price: s.price,
-                    currency: s.currency.clone(),
-                    in_stock: s.in_stock,
-                    score: h.score,
-                    why,
-                    id: h.id,
-                })
+                Some(result(&h.id, s, h.score, why))
             })
             .collect())
+    }
+}
+
+/// Which ranking stage answers a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranker {
+    /// BM25 only: the baseline evaluations compare against.
+    Bm25,
+    /// BM25 + knowledge-graph candidates, budget filters, fused score.
+    #[default]
+    Hybrid,
+}
+
+fn check(query: &str) -> Result<&str, SearchError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Err(SearchError::EmptyQuery);
+    }
+    let chars = query.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(SearchError::QueryTooLong(chars));
+    }
+    Ok(query)
+}
+
+fn result(id: &str, s: &Summary, score: f32, why: Vec<String>) -> SearchResult {
+    SearchResult {
+        id: id.to_owned(),
+        name: s.title.clone(),
+        name_zh: s.title_zh.clone(),
+        brand: s.brand.clone(),
+        category: s.category.clone(),
+        price: s.price,
+        currency: s.currency.clone(),
+        in_stock: s.in_stock,
+        score,
+        why,
     }
 }

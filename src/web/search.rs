@@ -7,13 +7,15 @@ use serde::{Deserialize, Serialize};
 use super::AppError;
 use super::extract::AppQuery;
 use crate::catalog::{CatalogError, Product, repo};
-use crate::ranking::SearchResult;
+use crate::ranking::{Ranker, SearchResult};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
+    /// `hybrid` (default) or `bm25`.
+    ranker: Option<Ranker>,
 }
 
 #[derive(Serialize)]
@@ -37,11 +39,14 @@ pub async fn search(
     }
     state.metrics.search_requests.inc();
     let search = state.search.clone();
+    let graph = state.graph.current();
+    let ranker = params.ranker.unwrap_or_default();
     let q = query.clone();
     // Scoring a large candidate set is CPU work: keep it off the async workers.
-    let results = tokio::task::spawn_blocking(move || search.search(&q, limit))
-        .await
-        .map_err(|e| AppError::Search(e.into()))??;
+    let results =
+        tokio::task::spawn_blocking(move || search.search_with(ranker, &graph, &q, limit))
+            .await
+            .map_err(|e| AppError::Search(e.into()))??;
     Ok(Json(SearchResponse { query, results }))
 }
 
