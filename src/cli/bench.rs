@@ -18,6 +18,20 @@ use crate::graph::{self, KnowledgeGraph, curated};
 pub enum BenchCommand {
     /// Knowledge-graph build, phrase resolution and concept expansion timings.
     Kg(KgBenchArgs),
+    /// Search latency (p50/p95) and throughput for the BM25 baseline and the hybrid ranker.
+    Search(SearchBenchArgs),
+}
+
+#[derive(Args)]
+pub struct SearchBenchArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    /// JSON Lines with a "query" field per line (e.g. eval/queries/flipkart-train.jsonl).
+    #[arg(long)]
+    queries: std::path::PathBuf,
+    /// Passes over the query list (the first is reported separately as cold).
+    #[arg(long, default_value_t = 20)]
+    passes: usize,
 }
 
 #[derive(Args)]
@@ -47,7 +61,10 @@ const PHRASES: &[&str] = &[
 ];
 
 pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Kg(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Kg(args) => args,
+        BenchCommand::Search(args) => return search(settings, args).await,
+    };
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)
         .try_collect()
@@ -124,4 +141,67 @@ fn time_queries(g: &KnowledgeGraph, iterations: usize) -> (f64, f64) {
     let expand = started.elapsed().as_secs_f64() * 1e6 / (iterations * PHRASES.len()) as f64;
     std::hint::black_box(matched);
     (resolve, expand)
+}
+
+/// Latency percentiles in milliseconds.
+fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let total: f64 = ms.iter().sum();
+    json!({"n": ms.len(), "p50_ms": at(0.5), "p95_ms": at(0.95), "max_ms": at(1.0),
+           "qps": if total > 0.0 { ms.len() as f64 * 1e3 / total } else { 0.0 }})
+}
+
+async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> {
+    use crate::ranking::Ranker;
+    let text = std::fs::read_to_string(&args.queries)
+        .with_context(|| format!("reading {}", args.queries.display()))?;
+    let queries: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("query").and_then(|q| q.as_str()).map(str::to_owned))
+        .collect();
+    anyhow::ensure!(
+        !queries.is_empty(),
+        "{} has no queries",
+        args.queries.display()
+    );
+    let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
+    let graph = catalog.graph.current();
+    let mut out = serde_json::Map::new();
+    out.insert("products".into(), json!(catalog.search.len()));
+    out.insert("queries".into(), json!(queries.len()));
+    for (name, ranker) in [("bm25", Ranker::Bm25), ("hybrid", Ranker::Hybrid)] {
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for pass in 0..args.passes.max(2) {
+            for q in &queries {
+                let started = Instant::now();
+                let results = catalog.search.search_with(ranker, &graph, q, 10);
+                std::hint::black_box(results.map(|r| r.len()).unwrap_or(0));
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                if pass == 0 {
+                    cold.push(ms)
+                } else {
+                    warm.push(ms)
+                }
+            }
+        }
+        let (c, w) = (percentiles(cold), percentiles(warm));
+        eprintln!(
+            "{name:>7}: cold p50 {:.2} ms p95 {:.2} ms | warm p50 {:.2} ms p95 {:.2} ms, {:.0} queries/s (one thread)",
+            c["p50_ms"].as_f64().unwrap_or(0.0),
+            c["p95_ms"].as_f64().unwrap_or(0.0),
+            w["p50_ms"].as_f64().unwrap_or(0.0),
+            w["p95_ms"].as_f64().unwrap_or(0.0),
+            w["qps"].as_f64().unwrap_or(0.0)
+        );
+        out.insert(name.into(), json!({"cold": c, "warm": w}));
+    }
+    catalog.close().await?;
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
 }
