@@ -279,3 +279,31 @@ fn serve_runs_on_the_embedded_cluster_with_the_demo_store_and_stops_cleanly() {
         "the embedded cluster was stopped"
     );
 }
+
+#[test]
+fn batch_search_from_another_directory_still_has_the_graph() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = aisle()
+        .current_dir(cwd.path())
+        .args(["batch", "search", "--catalog"])
+        .arg(common::shared_data("flipkart_sample/products.csv"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("{\"id\": \"zh\", \"query\": \"男士手表\"}\n".as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["id"], "zh");
+    assert!(
+        !line["results"].as_array().unwrap().is_empty(),
+        "Chinese reaches the English catalog through the built-in graph: {line}"
+    );
+}

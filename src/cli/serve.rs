@@ -44,7 +44,11 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> 
 async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Result<()> {
     let pool = db.pool.clone();
     let (products, _) = crate::catalog::repo::fingerprint(&pool).await?;
-    if products == 0 && settings.catalog.seed_demo && !no_demo {
+    let demo_dir = &settings.catalog.demo_dir;
+    if products == 0 && settings.catalog.seed_demo && !no_demo && !demo_dir.is_dir() {
+        tracing::warn!(dir = %demo_dir.display(), "catalog is empty and the demo store directory is missing; serving an empty store");
+    }
+    if products == 0 && settings.catalog.seed_demo && !no_demo && demo_dir.is_dir() {
         let options = ImportOptions {
             batch_rows: settings.catalog.import_batch_rows,
             progress: false,

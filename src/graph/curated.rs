@@ -176,6 +176,49 @@ fn attribute_target(s: &str) -> Result<String, String> {
     Ok(ids::attribute(k, v))
 }
 
+/// The curated files compiled into the binary, so a binary run from anywhere (an evaluation
+/// harness, an installed copy) still has the graph's curated layer.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "attributes.toml",
+        include_str!("../../knowledge/graph/attributes.toml"),
+    ),
+    (
+        "brands.toml",
+        include_str!("../../knowledge/graph/brands.toml"),
+    ),
+    (
+        "concepts.toml",
+        include_str!("../../knowledge/graph/concepts.toml"),
+    ),
+    (
+        "policies.toml",
+        include_str!("../../knowledge/graph/policies.toml"),
+    ),
+    (
+        "relations.toml",
+        include_str!("../../knowledge/graph/relations.toml"),
+    ),
+    (
+        "taxonomy-demo.toml",
+        include_str!("../../knowledge/graph/taxonomy-demo.toml"),
+    ),
+    (
+        "taxonomy-flipkart.toml",
+        include_str!("../../knowledge/graph/taxonomy-flipkart.toml"),
+    ),
+];
+
+/// The curated layer as compiled into the binary (the repository's `knowledge/graph`).
+pub fn builtin() -> Result<Curated, GraphError> {
+    let mut out = Curated::default();
+    for (name, text) in BUILTIN {
+        parse_file(text, name, &mut out)
+            .map_err(|e| GraphError::Invalid(format!("built-in {name}: {e}")))?;
+    }
+    Ok(out)
+}
+
 /// Reads every `*.toml` in `dir` (sorted by name).
 pub fn read_dir(dir: &Path) -> Result<Curated, GraphError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
@@ -440,4 +483,26 @@ fn is_empty(f: &File) -> bool {
         && f.policy.is_empty()
         && f.complements.is_empty()
         && f.substitutes.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_copy_is_the_repository_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("knowledge/graph");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            on_disk, built_in,
+            "add new knowledge/graph files to BUILTIN"
+        );
+        assert_eq!(builtin().unwrap(), read_dir(&dir).unwrap());
+    }
 }

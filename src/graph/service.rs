@@ -101,12 +101,18 @@ impl GraphService {
         Ok(())
     }
 
-    /// Imports `knowledge/graph` when Postgres holds no curated layer yet.
+    /// Imports `dir` (or, when it does not exist, the copy built into the binary) when Postgres
+    /// holds no curated layer yet.
     pub async fn seed_if_empty(&self, pool: &PgPool, dir: &Path) -> Result<bool, GraphError> {
-        if !repo::is_empty(pool).await? || !dir.is_dir() {
+        if !repo::is_empty(pool).await? {
             return Ok(false);
         }
-        let curated = curated::read_dir(dir)?;
+        let curated = if dir.is_dir() {
+            curated::read_dir(dir)?
+        } else {
+            tracing::info!(dir = %dir.display(), "no curated graph directory here; using the built-in copy");
+            curated::builtin()?
+        };
         self.import(pool, curated, "seed").await?;
         Ok(true)
     }
