@@ -102,32 +102,14 @@ impl GraphService {
             } => {
                 check_state(&state)?;
                 let id = state.node.id.clone();
-                let (before, version) = repo::node_state(&mut tx, &id)
-                    .await?
-                    .ok_or_else(|| GraphError::NodeNotFound(id.clone()))?;
-                if version != expected_version {
-                    return Err(GraphError::Conflict {
-                        id,
-                        expected: expected_version,
-                        current: version,
-                    });
-                }
+                let before = locked(&mut tx, &id, expected_version).await?;
                 (id, Some(state), "update", Some(before))
             }
             Edit::Delete {
                 id,
                 expected_version,
             } => {
-                let (before, version) = repo::node_state(&mut tx, &id)
-                    .await?
-                    .ok_or_else(|| GraphError::NodeNotFound(id.clone()))?;
-                if version != expected_version {
-                    return Err(GraphError::Conflict {
-                        id,
-                        expected: expected_version,
-                        current: version,
-                    });
-                }
+                let before = locked(&mut tx, &id, expected_version).await?;
                 (id, None, "delete", Some(before))
             }
             Edit::Revert { audit_id } => {
@@ -178,6 +160,25 @@ impl GraphService {
         tx.rollback().await?;
         Ok(state)
     }
+}
+
+/// The stored state of node `id`, locked, provided it is still at `expected_version`.
+async fn locked(
+    tx: &mut sqlx::PgConnection,
+    id: &str,
+    expected_version: i32,
+) -> Result<NodeState, GraphError> {
+    let (state, version) = repo::node_state(tx, id)
+        .await?
+        .ok_or_else(|| GraphError::NodeNotFound(id.to_owned()))?;
+    if version != expected_version {
+        return Err(GraphError::Conflict {
+            id: id.to_owned(),
+            expected: expected_version,
+            current: version,
+        });
+    }
+    Ok(state)
 }
 
 /// `curated` with node `id` (and its outgoing edges) replaced by `state`, or removed.

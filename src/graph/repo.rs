@@ -17,18 +17,9 @@ pub async fn load(pool: &PgPool) -> Result<(Curated, i64), sqlx::Error> {
     let version: i64 = sqlx::query_scalar("select version from kg_state")
         .fetch_one(&mut *tx)
         .await?;
-    let nodes: Vec<NodeRecord> = sqlx::query_as(
-        "select id, kind, label_en, label_zh, synonyms_en, synonyms_zh, data from kg_nodes order by kind, id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let edges: Vec<EdgeRecord> = sqlx::query_as(
-        "select from_id, to_id, kind, weight from kg_edges order by from_id, kind, to_id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let curated = load_in(&mut tx).await?;
     tx.commit().await?;
-    Ok((Curated { nodes, edges }, version))
+    Ok((curated, version))
 }
 
 pub async fn version(pool: &PgPool) -> Result<i64, sqlx::Error> {

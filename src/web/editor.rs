@@ -521,32 +521,13 @@ pub async fn delete(
     Form(f): Form<DeleteForm>,
 ) -> Result<Response, PageError> {
     staff.may_edit(&f.csrf)?;
-    match state
-        .graph
-        .apply(
-            &state.pool,
-            Edit::Delete {
-                id: f.id.clone(),
-                expected_version: f.version,
-            },
-            &staff.0.user.username,
-        )
-        .await
-    {
-        Ok(_) if state.graph.current().node(&f.id).is_some() => Ok(back_to(
-            &f.id,
-            "Curated layer removed; the catalog still has this node.",
-        )),
-        Ok(_) => Ok(Redirect::to(&format!(
-            "/kg?msg={}",
-            urlencode(&format!("Deleted {}.", f.id))
-        ))
-        .into_response()),
-        Err(e @ (GraphError::Conflict { .. } | GraphError::Invalid(_))) => {
-            render_node(&state, &staff, &f.id, None, None, Some(e.to_string())).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    let edit = Edit::Delete {
+        id: f.id.clone(),
+        expected_version: f.version,
+    };
+    let done = format!("Deleted {}.", f.id);
+    let kept = "Curated layer removed; the catalog still has this node.";
+    apply_and_return(&state, &staff, &f.id, edit, kept, &done).await
 }
 
 pub async fn revert(
@@ -555,27 +536,39 @@ pub async fn revert(
     Form(f): Form<RevertForm>,
 ) -> Result<Response, PageError> {
     staff.may_edit(&f.csrf)?;
+    let done = format!("Reverted change #{}.", f.audit_id);
+    apply_and_return(
+        &state,
+        &staff,
+        &f.id,
+        Edit::Revert {
+            audit_id: f.audit_id,
+        },
+        &done,
+        &done,
+    )
+    .await
+}
+
+/// Applies an edit of node `id` and returns to its page (`present`) or, when the node no longer
+/// exists, to the index (`gone`); a conflict or an invalid edit re-renders the node with the reason.
+async fn apply_and_return(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    edit: Edit,
+    present: &str,
+    gone: &str,
+) -> Result<Response, PageError> {
     match state
         .graph
-        .apply(
-            &state.pool,
-            Edit::Revert {
-                audit_id: f.audit_id,
-            },
-            &staff.0.user.username,
-        )
+        .apply(&state.pool, edit, &staff.0.user.username)
         .await
     {
-        Ok(_) if state.graph.current().node(&f.id).is_some() => {
-            Ok(back_to(&f.id, &format!("Reverted change #{}.", f.audit_id)))
-        }
-        Ok(_) => Ok(Redirect::to(&format!(
-            "/kg?msg={}",
-            urlencode(&format!("Reverted change #{}.", f.audit_id))
-        ))
-        .into_response()),
+        Ok(_) if state.graph.current().node(id).is_some() => Ok(back_to(id, present)),
+        Ok(_) => Ok(Redirect::to(&format!("/kg?msg={}", urlencode(gone))).into_response()),
         Err(e @ (GraphError::Conflict { .. } | GraphError::Invalid(_))) => {
-            render_node(&state, &staff, &f.id, None, None, Some(e.to_string())).await
+            render_node(state, staff, id, None, None, Some(e.to_string())).await
         }
         Err(e) => Err(e.into()),
     }
