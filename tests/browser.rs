@@ -82,6 +82,36 @@ async fn screenshot(c: &fantoccini::Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+async fn type_into(c: &fantoccini::Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Runs the editor's preview for `phrase` (replacing what the box held).
+async fn preview(c: &fantoccini::Client, phrase: &str) {
+    c.find(Locator::Id("preview-q"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    type_into(c, "#preview-q", phrase).await;
+    click(c, "#preview-form button").await;
+}
+
 /// Waits until the element's text satisfies `ok`, returning the text.
 async fn wait_text(c: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
@@ -139,24 +169,9 @@ async fn an_editor_logs_in_adds_a_synonym_and_sees_the_preview_change(pool: PgPo
     c.goto(&node_url).await.unwrap();
     // Not logged in: the login form, which returns to the node afterwards.
     assert!(c.current_url().await.unwrap().path().ends_with("/kg/login"));
-    c.find(Locator::Css("input[name=username]"))
-        .await
-        .unwrap()
-        .send_keys("edna")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "input[name=username]", "edna").await;
+    type_into(&c, "input[name=password]", PASSWORD).await;
+    click(&c, "#login").await;
     c.wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::Id("save"))
@@ -173,44 +188,16 @@ async fn an_editor_logs_in_adds_a_synonym_and_sees_the_preview_change(pool: PgPo
 
     // Before the edit the phrase names nothing.
     let phrase = "hostel move-in kit";
-    c.find(Locator::Id("preview-q"))
-        .await
-        .unwrap()
-        .send_keys(phrase)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#preview-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    preview(&c, phrase).await;
     wait_text(&c, "#preview-now", |t| t.contains("no node matches")).await;
 
     // Add the synonym in the form and save.
-    let synonyms = c
-        .find(Locator::Css("textarea[name=synonyms_en]"))
-        .await
-        .unwrap();
-    synonyms.send_keys("\nhostel move-in kit").await.unwrap();
-    c.find(Locator::Id("save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "textarea[name=synonyms_en]", "\nhostel move-in kit").await;
+    click(&c, "#save").await;
     wait_text(&c, "p.ok", |t| t.contains("Saved")).await;
 
     // The same preview now resolves to the concept; the earlier result is shown as "before".
-    let input = c.find(Locator::Id("preview-q")).await.unwrap();
-    input.clear().await.unwrap();
-    input.send_keys(phrase).await.unwrap();
-    c.find(Locator::Css("#preview-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    preview(&c, phrase).await;
     let now = wait_text(&c, "#preview-now", |t| t.contains(&label)).await;
     assert!(now.contains("products reached"), "{now}");
     let before = c

@@ -84,7 +84,7 @@ impl Catalog {
                 .await
                 .context("opening the database")?,
         };
-        let search = SearchService::with_graph_weight(settings.search.graph_weight)?;
+        let search = SearchService::new(settings.search.graph_weight)?;
         let graph = GraphService::new();
         let built = async {
             search

@@ -68,7 +68,7 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
             "demo store loaded"
         );
     }
-    let search = SearchService::with_graph_weight(settings.search.graph_weight)?;
+    let search = SearchService::new(settings.search.graph_weight)?;
     search.refresh(&pool).await?;
     let graph = GraphService::new();
     if settings.graph.seed

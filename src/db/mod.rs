@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, PgPool};
 
-pub use embedded::{EmbeddedCluster, find_bin_dir};
+pub use embedded::EmbeddedCluster;
 pub use error::DbError;
 
 use crate::config::Settings;

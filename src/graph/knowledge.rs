@@ -292,21 +292,11 @@ impl KnowledgeGraph {
                 }
             }
         }
-        let mut out: Vec<Expansion> = weights
-            .into_iter()
-            .filter(|(ix, _)| self.g[*ix].products > 0)
-            .map(|(ix, weight)| Expansion {
-                node: self.node_ref(ix),
-                weight,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.weight
-                .total_cmp(&a.weight)
-                .then(b.node.products.cmp(&a.node.products))
-                .then(a.node.id.cmp(&b.node.id))
-        });
-        out
+        self.ranked(
+            weights
+                .into_iter()
+                .filter(|(ix, _)| self.g[*ix].products > 0),
+        )
     }
 
     /// Subcategories of a category, with their depth below it.
@@ -530,7 +520,12 @@ impl KnowledgeGraph {
                 *w = w.max(e.weight * decay);
             }
         }
-        let mut out: Vec<Expansion> = best
+        self.ranked(best)
+    }
+
+    /// Expansions heaviest first; ties by products reached, then id, so results are stable.
+    fn ranked(&self, weights: impl IntoIterator<Item = (NodeIndex, f32)>) -> Vec<Expansion> {
+        let mut out: Vec<Expansion> = weights
             .into_iter()
             .map(|(ix, weight)| Expansion {
                 node: self.node_ref(ix),
@@ -540,6 +535,7 @@ impl KnowledgeGraph {
         out.sort_by(|a, b| {
             b.weight
                 .total_cmp(&a.weight)
+                .then(b.node.products.cmp(&a.node.products))
                 .then(a.node.id.cmp(&b.node.id))
         });
         out

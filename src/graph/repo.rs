@@ -70,22 +70,8 @@ pub async fn replace_all(
     .bind(sqlx::types::Json(&curated.edges))
     .execute(&mut *tx)
     .await?;
-    let version: i64 =
-        sqlx::query_scalar("update kg_state set version = version + 1 returning version")
-            .fetch_one(&mut *tx)
-            .await?;
-    sqlx::query(
-        "insert into kg_audit (graph_version, action, actor, after) values ($1, 'import', $2, $3)",
-    )
-    .bind(version)
-    .bind(actor)
-    .bind(json!({"nodes": curated.nodes.len(), "edges": curated.edges.len()}))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("select pg_notify('aisle_kg', $1::text)")
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+    let after = json!({"nodes": curated.nodes.len(), "edges": curated.edges.len()});
+    let version = record_change(&mut tx, None, "import", actor, None, Some(after)).await?;
     tx.commit().await?;
     Ok(version)
 }
@@ -173,27 +159,49 @@ pub async fn write_node(
             0
         }
     };
+    let (action, actor, before) = audit;
+    let before = before
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let after = state
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let version = record_change(tx, Some(id), action, actor, before, after).await?;
+    Ok((version, node_version))
+}
+
+/// Bumps the graph version, records the audit row and notifies the replicas (delivered when the
+/// transaction commits). Every change to the curated layer ends here.
+async fn record_change(
+    tx: &mut sqlx::PgConnection,
+    node_id: Option<&str>,
+    action: &str,
+    actor: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<i64, sqlx::Error> {
     let version: i64 =
         sqlx::query_scalar("update kg_state set version = version + 1 returning version")
             .fetch_one(&mut *tx)
             .await?;
-    let (action, actor, before) = audit;
     sqlx::query(
         "insert into kg_audit (graph_version, node_id, action, actor, before, after) values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(version)
-    .bind(id)
+    .bind(node_id)
     .bind(action)
     .bind(actor)
-    .bind(before.map(sqlx::types::Json))
-    .bind(state.map(sqlx::types::Json))
+    .bind(before)
+    .bind(after)
     .execute(&mut *tx)
     .await?;
     sqlx::query("select pg_notify('aisle_kg', $1::text)")
         .bind(version)
         .execute(&mut *tx)
         .await?;
-    Ok((version, node_version))
+    Ok(version)
 }
 
 /// One audited change.

@@ -17,9 +17,6 @@ use super::query::QuerySpec;
 use crate::catalog::repo;
 use crate::graph::KnowledgeGraph;
 
-/// The hybrid ranker's default graph weight (see `config/default.toml`).
-pub const DEFAULT_GRAPH_WEIGHT: f32 = 0.5;
-
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
 
@@ -68,13 +65,8 @@ pub struct SearchService {
 
 impl SearchService {
     /// An empty index; call [`SearchService::refresh`] to load the catalog. Loading jieba's
-    /// dictionary takes a moment, so build this once.
-    pub fn new() -> Result<Self, SearchError> {
-        Self::with_graph_weight(DEFAULT_GRAPH_WEIGHT)
-    }
-
-    /// As [`SearchService::new`], with the hybrid ranker's graph weight (`search.graph_weight`).
-    pub fn with_graph_weight(graph_weight: f32) -> Result<Self, SearchError> {
+    /// dictionary takes a moment, so build this once. `graph_weight` is `search.graph_weight`.
+    pub fn new(graph_weight: f32) -> Result<Self, SearchError> {
         let jieba = Arc::new(Jieba::new());
         let empty = LexicalIndex::build(jieba.clone(), [])?;
         Ok(Self {

@@ -20,8 +20,8 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("the request body is larger than the {0}-byte limit")]
-    PayloadTooLarge(usize),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("log in first")]
@@ -58,7 +58,7 @@ impl From<sqlx::Error> for AppError {
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
         match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(0),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(r.body_text()),
             _ => Self::BadRequest(r.body_text()),
         }
@@ -77,7 +77,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -118,14 +118,13 @@ impl AppError {
 
     /// What the client is told: the error itself for 4xx, a short generic sentence for 5xx.
     fn public_message(&self, status: StatusCode) -> String {
-        match self {
-            Self::PayloadTooLarge(0) => "the request body is too large".to_owned(),
-            _ if status.is_server_error() => match status {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "the service is temporarily unavailable; try again shortly".into()
-                }
-                _ => "something went wrong on our side; it has been logged".into(),
-            },
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "the service is temporarily unavailable; try again shortly".into()
+            }
+            s if s.is_server_error() => {
+                "something went wrong on our side; it has been logged".into()
+            }
             _ => self.to_string(),
         }
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::extract::AppQuery;
 use super::{AppError, PageError};
 use crate::catalog::{CatalogError, Product, repo};
+use crate::ranking::Ranker;
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 48;
@@ -124,7 +125,12 @@ pub async fn index(
     } else {
         let hits = state
             .search
-            .search(&query, PAGE_SIZE as usize)
+            .search_with(
+                Ranker::default(),
+                &state.graph.current(),
+                &query,
+                PAGE_SIZE as usize,
+            )
             .map_err(AppError::from)?;
         let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
         let mut products = repo::get_products(&state.pool, &ids).await?;

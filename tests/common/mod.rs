@@ -54,7 +54,7 @@ pub async fn demo_state(pool: PgPool) -> AppState {
 
 /// An app state over whatever `pool` holds.
 pub async fn state(pool: PgPool) -> AppState {
-    let search = SearchService::new().unwrap();
+    let search = SearchService::new(settings().search.graph_weight).unwrap();
     search.refresh(&pool).await.unwrap();
     let graph = GraphService::new();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge/graph");
