@@ -28,7 +28,7 @@ for n in "${sizes[@]}"; do
     if [ -n "${DATABASE_URL:-}" ]; then
         echo "note: DATABASE_URL is set; rows already there count as updated/unchanged" >&2
     fi
-    json=$("$bin" import merchant "$feed" --json 2>/dev/null)
+    json=$("$bin" import merchant "$feed" --json --no-embed 2>/dev/null)
     python3 - "$n" "$json" "$feed" <<'PY'
 import json, os, sys
 n, r, feed = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]

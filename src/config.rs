@@ -20,6 +20,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub catalog: CatalogSettings,
     pub search: SearchSettings,
+    pub embed: EmbedSettings,
+    pub ranking: crate::ranking::RankingSettings,
     pub graph: GraphSettings,
     pub auth: AuthSettings,
 }
@@ -54,6 +56,14 @@ pub struct SearchSettings {
     pub graph_weight: f32,
     pub max_limit: usize,
     pub refresh_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbedSettings {
+    /// Folder with the sentence-embedding model (config.json, tokenizer.json, model.safetensors).
+    pub model_dir: PathBuf,
+    /// Without the model, dense retrieval is off (with a warning) unless this is set.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod embed;
 pub mod graph;
 pub mod ranking;
 pub mod state;

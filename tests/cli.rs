@@ -307,3 +307,65 @@ fn batch_search_from_another_directory_still_has_the_graph() {
         "Chinese reaches the English catalog through the built-in graph: {line}"
     );
 }
+
+/// `aisle train ranker` writes the next model version; `aisle eval ranking` (pointed at that
+/// folder) reports the learned ranker next to the baselines; imports embed what they load.
+#[sqlx::test]
+async fn train_writes_a_versioned_ranker_that_eval_then_uses(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let seeded = aisle()
+        .env("DATABASE_URL", &url)
+        .args(["seed"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&seeded.stderr);
+    assert!(seeded.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("embeddings: 254 products embedded"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for expected in [1, 2] {
+        let out = aisle()
+            .env("DATABASE_URL", &url)
+            .args([
+                "train",
+                "ranker",
+                "--queries",
+                "eval/queries/demo-train.jsonl",
+            ])
+            .args(["--epochs", "60", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let last = String::from_utf8(out.stdout).unwrap();
+        let summary: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        assert_eq!(summary["version"], expected);
+        let report = &summary["training"]["report"];
+        assert!(report["train_queries"].as_u64().unwrap() > 30, "{summary}");
+        assert!(
+            dir.path()
+                .join(format!("ranker-v{expected}.safetensors"))
+                .is_file()
+        );
+    }
+
+    let out = aisle()
+        .env("DATABASE_URL", &url)
+        .env("AISLE__RANKING__MODEL_DIR", dir.path())
+        .args(["eval", "ranking", "eval/queries/demo-heldout.jsonl"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["model"]["version"], 2, "{summary}");
+    for ranker in ["bm25", "hybrid", "learned"] {
+        let ndcg = summary[ranker]["ndcg@10"].as_f64().unwrap();
+        assert!(ndcg > 0.0 && ndcg <= 1.0, "{summary}");
+    }
+}

@@ -138,7 +138,8 @@ async fn search_results_carry_price_and_why(pool: PgPool) {
     );
     assert!(r["price"].as_f64().unwrap() > 0.0);
     assert_eq!(r["currency"], "INR");
-    assert!(r["why"][0].as_str().unwrap().starts_with("bm25 "));
+    assert!(r["why"][0].as_str().unwrap().starts_with("learned "), "{r}");
+    assert!(r["breakdown"]["bm25"].as_f64().unwrap() > 0.0, "{r}");
     assert!(
         r["why"]
             .as_array()

@@ -23,7 +23,7 @@ pub enum BatchCommand {
         #[command(flatten)]
         catalog: CatalogArgs,
         /// Ranking stage (bm25 is the baseline).
-        #[arg(long, value_enum, default_value_t = Ranker::Hybrid)]
+        #[arg(long, value_enum, default_value_t = Ranker::Learned)]
         ranker: Ranker,
     },
 }
@@ -48,6 +48,16 @@ pub struct Catalog {
 impl Catalog {
     /// Opens the configured catalog, or a temporary one loaded from the Flipkart CSV at `path`.
     pub async fn open(settings: &Settings, path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::open_with(settings, path, false).await
+    }
+
+    /// As [`Catalog::open`]; with `with_demo` the demo store is loaded into the temporary
+    /// database too (ignored for the configured catalog).
+    pub async fn open_with(
+        settings: &Settings,
+        path: Option<&Path>,
+        with_demo: bool,
+    ) -> anyhow::Result<Self> {
         let db = match path {
             Some(path) => {
                 if !path.is_file() {
@@ -78,13 +88,22 @@ impl Catalog {
                         return Err(e).context("importing the catalog");
                     }
                 }
+                if with_demo {
+                    let seeded =
+                        crate::catalog::demo::seed(&db.pool, &settings.catalog.demo_dir, &options)
+                            .await;
+                    if let Err(e) = seeded {
+                        db.close().await?;
+                        return Err(e).context("loading the demo store");
+                    }
+                }
                 db
             }
             None => Database::open(settings)
                 .await
                 .context("opening the database")?,
         };
-        let search = SearchService::new(settings.search.graph_weight)?;
+        let search = SearchService::from_settings(settings)?.with_progress();
         let graph = GraphService::new();
         let built = async {
             search

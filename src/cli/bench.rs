@@ -175,7 +175,9 @@ async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()>
     let mut out = serde_json::Map::new();
     out.insert("products".into(), json!(catalog.search.len()));
     out.insert("queries".into(), json!(queries.len()));
-    for (name, ranker) in [("bm25", Ranker::Bm25), ("hybrid", Ranker::Hybrid)] {
+    out.insert("vectors".into(), json!(catalog.search.vectors()));
+    for ranker in [Ranker::Bm25, Ranker::Hybrid, Ranker::Learned] {
+        let name = ranker.name();
         let (mut cold, mut warm) = (Vec::new(), Vec::new());
         for pass in 0..args.passes.max(2) {
             for q in &queries {

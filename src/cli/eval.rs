@@ -16,52 +16,64 @@ use crate::ranking::metrics::{QueryMetrics, mean};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
-    /// Ranking quality on labelled queries for the BM25 baseline and the hybrid ranker; the last line
-    /// is a JSON summary (per-query lines with --verbose).
+    /// Ranking quality on labelled queries for the BM25 baseline, the hybrid fusion and the learned
+    /// ranker; the last line is a JSON summary (per-query lines with --verbose).
     Ranking {
         /// The labelled JSON Lines file.
         file: PathBuf,
         #[command(flatten)]
         catalog: CatalogArgs,
+        /// Also load the demo store into the temporary catalog (for demo-store query files).
+        #[arg(long)]
+        with_demo: bool,
         /// Also print each query's metrics.
         #[arg(long)]
         verbose: bool,
     },
 }
 
+/// One labelled query.
 #[derive(Deserialize)]
-struct Labelled {
-    id: String,
-    query: String,
-    relevant: HashMap<String, u8>,
+pub struct Labelled {
+    pub id: String,
+    pub query: String,
+    pub relevant: HashMap<String, u8>,
+}
+
+/// Reads a labelled JSON Lines file; a bad line is an error naming the file and line.
+pub fn read_labelled(file: &std::path::Path) -> anyhow::Result<Vec<Labelled>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", file.display(), i + 1))
+        })
+        .collect()
 }
 
 pub async fn run(settings: Settings, cmd: EvalCommand) -> anyhow::Result<()> {
     let EvalCommand::Ranking {
         file,
         catalog,
+        with_demo,
         verbose,
     } = cmd;
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let queries: Vec<Labelled> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{} line {}", file.display(), i + 1))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let catalog = Catalog::open(&settings, catalog.catalog.as_deref()).await?;
+    let queries = read_labelled(&file)?;
+    let catalog = Catalog::open_with(&settings, catalog.catalog.as_deref(), with_demo).await?;
     let graph = catalog.graph.current();
     let mut summary = serde_json::Map::new();
     summary.insert("file".into(), json!(file.display().to_string()));
     summary.insert("queries".into(), json!(queries.len()));
-    for ranker in [Ranker::Bm25, Ranker::Hybrid] {
-        let name = match ranker {
-            Ranker::Bm25 => "bm25",
-            Ranker::Hybrid => "hybrid",
-        };
+    if let Some(m) = catalog.search.model() {
+        summary.insert(
+            "model".into(),
+            json!({"version": m.info.version, "path": m.path.display().to_string()}),
+        );
+    }
+    for ranker in [Ranker::Bm25, Ranker::Hybrid, Ranker::Learned] {
+        let name = ranker.name();
         let mut all = Vec::new();
         for q in &queries {
             let ranked: Vec<String> = match catalog.search.search_with(ranker, &graph, &q.query, 50)

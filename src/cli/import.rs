@@ -10,6 +10,7 @@ use crate::catalog::demo;
 use crate::catalog::import::{Format, ImportOptions, import_file};
 use crate::config::Settings;
 use crate::db::Database;
+use crate::embed::{EmbedError, Embedder, store};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -27,6 +28,9 @@ pub struct ImportArgs {
     /// Rows per database batch (overrides catalog.import_batch_rows).
     #[arg(long)]
     batch_rows: Option<usize>,
+    /// Skip computing product embeddings (the server computes missing ones when it starts).
+    #[arg(long)]
+    no_embed: bool,
 }
 
 #[derive(Args)]
@@ -70,8 +74,13 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
     if let Some(mut f) = rejects_file {
         f.flush().context("writing the rejects file")?;
     }
+    let embedded = match (&result, args.no_embed) {
+        (Ok(_), false) => embed_catalog(&settings, &db.pool).await,
+        _ => Ok(()),
+    };
     db.close().await?;
     let report = result?;
+    embedded?;
     let c = &report.counts;
     let peak_rss_mb = crate::telemetry::peak_rss_mb();
     if args.json {
@@ -108,13 +117,43 @@ pub async fn seed(settings: Settings, args: SeedArgs) -> anyhow::Result<()> {
         progress: true,
     };
     let result = demo::seed(&db.pool, &dir, &options).await;
+    let embedded = match &result {
+        Ok(_) => embed_catalog(&settings, &db.pool).await,
+        Err(_) => Ok(()),
+    };
     db.close().await?;
+    embedded?;
     let report =
         result.with_context(|| format!("loading the demo store from {}", dir.display()))?;
     let c = &report.products.counts;
     println!(
         "demo store: {} products ({} inserted, {} updated, {} unchanged, {} rejected), {} customers, {} orders",
         c.rows, c.inserted, c.updated, c.unchanged, c.rejected, report.customers, report.orders
+    );
+    Ok(())
+}
+
+/// Computes embeddings for new and changed products, with a progress bar. A missing model is a
+/// warning unless `embed.required` (the server embeds what is missing when it has the model).
+async fn embed_catalog(settings: &Settings, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let embedder = match Embedder::load(&settings.embed.model_dir) {
+        Ok(e) => std::sync::Arc::new(e),
+        Err(e @ EmbedError::Missing(_)) if !settings.embed.required => {
+            eprintln!("warning: product embeddings not computed: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let products: Vec<_> = crate::catalog::repo::all_products(pool)
+        .try_collect()
+        .await?;
+    let n = store::sync(pool, &embedder, &products, true)
+        .await
+        .context("computing product embeddings")?;
+    eprintln!(
+        "embeddings: {n} products embedded ({} in the catalog)",
+        products.len()
     );
     Ok(())
 }

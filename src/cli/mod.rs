@@ -7,6 +7,7 @@ mod eval;
 mod import;
 mod kg;
 mod serve;
+mod train;
 mod user;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Train models from labelled data and feedback.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Staff accounts (agents, editors, admins).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -60,7 +64,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Batch(_) | Command::Eval(_) | Command::Kg(_) | Command::Bench(_)
+        Command::Batch(_)
+            | Command::Eval(_)
+            | Command::Kg(_)
+            | Command::Bench(_)
+            | Command::Train(_)
     );
     crate::telemetry::init_tracing(if quiet { "warn" } else { "info" });
     let settings = match Settings::load(cli.config.as_deref()) {
@@ -84,6 +92,7 @@ pub fn main() -> ExitCode {
             Command::Kg(cmd) => kg::run(settings, cmd).await,
             Command::Bench(cmd) => bench::run(settings, cmd).await,
             Command::User(cmd) => user::run(settings, cmd).await,
+            Command::Train(cmd) => train::run(settings, cmd).await,
         }
     });
     match result {

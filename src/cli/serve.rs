@@ -68,7 +68,7 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
             "demo store loaded"
         );
     }
-    let search = SearchService::new(settings.search.graph_weight)?;
+    let search = SearchService::from_settings(settings)?;
     search.refresh(&pool).await?;
     let graph = GraphService::new();
     if settings.graph.seed
@@ -157,6 +157,10 @@ async fn refresh_loop(
         }
         if let Err(e) = state.graph.refresh(&state.pool).await {
             tracing::warn!(error = %e, "knowledge graph refresh failed; keeping the old graph");
+        }
+        // A newly trained ranker version is picked up here (a bad file is skipped and logged).
+        if let Err(e) = state.search.reload_model() {
+            tracing::warn!(error = %e, "ranker reload failed; keeping the current model");
         }
     }
 }

@@ -99,6 +99,15 @@ pub struct Stats {
     pub lexicon_phrases: usize,
 }
 
+/// What a product links to in the graph, by node id.
+#[derive(Debug, Clone, Default)]
+pub struct Facets<'a> {
+    pub brand: Option<&'a str>,
+    pub attributes: Vec<&'a str>,
+    /// Leaf first.
+    pub categories: Vec<&'a str>,
+}
+
 /// The knowledge graph.
 pub struct KnowledgeGraph {
     g: StableDiGraph<Node, Edge>,
@@ -407,6 +416,27 @@ impl KnowledgeGraph {
     }
 
     /// The category chain of a product, leaf first.
+    /// The node ids a product links to, for matching the query's facets against it: its brand,
+    /// its attribute values, and its category chain (leaf first). `None` for an unknown product.
+    pub fn facets(&self, product_id: &str) -> Option<Facets<'_>> {
+        let &p = self.by_id.get(&ids::product(product_id))?;
+        let mut f = Facets::default();
+        for e in self.g.edges(p) {
+            let id = self.g[e.target()].id.as_str();
+            match e.weight().kind {
+                EdgeKind::MadeBy => f.brand = Some(id),
+                EdgeKind::HasAttribute => f.attributes.push(id),
+                _ => {}
+            }
+        }
+        f.categories = self
+            .category_chain(p)
+            .into_iter()
+            .map(|c| self.g[c].id.as_str())
+            .collect();
+        Some(f)
+    }
+
     fn category_chain(&self, product: NodeIndex) -> Vec<NodeIndex> {
         let mut chain = Vec::new();
         let mut cur = self

@@ -19,7 +19,7 @@ pub use curated::Curated;
 pub use edit::{Applied, Edit, NodeState};
 pub use error::GraphError;
 pub use knowledge::{
-    Expansion, KnowledgeGraph, NodeRef, PhraseMatch, PolicyFact, ProductFacts, Stats, Step,
+    Expansion, Facets, KnowledgeGraph, NodeRef, PhraseMatch, PolicyFact, ProductFacts, Stats, Step,
 };
 pub use model::{EdgeKind, EdgeRecord, NodeKind, NodeRecord, ids};
 pub use repo::HistoryEntry;

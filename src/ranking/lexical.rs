@@ -39,6 +39,11 @@ pub struct Summary {
     pub price: f64,
     pub currency: String,
     pub in_stock: bool,
+    pub rating: Option<f32>,
+    pub rating_count: Option<i32>,
+    /// The analysed terms of the English and Chinese titles, hashed: how much of a query the
+    /// title covers is a ranking feature.
+    pub title_terms: Box<[u64]>,
 }
 
 /// One lexical match.
@@ -46,14 +51,40 @@ pub struct Summary {
 pub struct Hit {
     pub id: String,
     pub score: f32,
-    /// Fields and terms that matched, e.g. `title: ballerina`.
-    pub matched: Vec<String>,
+}
+
+/// A query's analysed terms, distinct, in order.
+#[derive(Debug, Clone, Default)]
+pub struct QueryTerms {
+    pub terms: Vec<String>,
+    hashes: Vec<u64>,
+}
+
+impl QueryTerms {
+    /// The share of the query's terms found in a product's titles (0 for an empty query).
+    pub fn coverage(&self, s: &Summary) -> f32 {
+        if self.hashes.is_empty() {
+            return 0.0;
+        }
+        let found = self
+            .hashes
+            .iter()
+            .filter(|h| s.title_terms.contains(h))
+            .count();
+        found as f32 / self.hashes.len() as f32
+    }
+}
+
+fn term_hash(t: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(t)
 }
 
 /// An immutable index over one snapshot of the catalog.
 pub struct LexicalIndex {
     reader: IndexReader,
-    id_field: Field,
+    /// Product id of each document, by segment and document number (no doc-store reads).
+    doc_ids: Vec<Vec<Arc<str>>>,
     fields: Vec<(Field, &'static str, f32)>,
     analyzer: TextAnalyzer,
     summaries: HashMap<String, Summary>,
@@ -111,6 +142,16 @@ impl LexicalIndex {
                 doc.add_text(*field, field_text(p, name));
             }
             writer.add_document(doc)?;
+            let mut title_terms: Vec<u64> = terms(&mut analyzer.clone(), &p.title)
+                .iter()
+                .chain(&terms(
+                    &mut analyzer.clone(),
+                    p.title_zh.as_deref().unwrap_or_default(),
+                ))
+                .map(|t| term_hash(t))
+                .collect();
+            title_terms.sort_unstable();
+            title_terms.dedup();
             summaries.insert(
                 p.id.clone(),
                 Summary {
@@ -121,17 +162,37 @@ impl LexicalIndex {
                     price: p.price.try_into().unwrap_or(f64::NAN),
                     currency: p.currency.clone(),
                     in_stock: p.in_stock(),
+                    rating: p.rating,
+                    rating_count: p.rating_count,
+                    title_terms: title_terms.into(),
                 },
             );
         }
         writer.commit()?;
-        let reader = index
+        let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let searcher = reader.searcher();
+        let mut doc_ids = Vec::new();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(1)
+                .map_err(tantivy::TantivyError::from)?;
+            let mut ids = Vec::with_capacity(segment.max_doc() as usize);
+            for doc in 0..segment.max_doc() {
+                let d: TantivyDocument = store.get(doc)?;
+                let id = d
+                    .get_first(id_field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                ids.push(Arc::<str>::from(id));
+            }
+            doc_ids.push(ids);
+        }
         Ok(Self {
             reader,
-            id_field,
+            doc_ids,
             fields,
             analyzer,
             summaries,
@@ -150,19 +211,27 @@ impl LexicalIndex {
         self.summaries.get(id)
     }
 
+    /// A query's distinct analysed terms (at most 32).
+    pub fn query_terms(&self, query: &str) -> QueryTerms {
+        let mut analyzer = self.analyzer.clone();
+        let mut list = terms(&mut analyzer, query);
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|t| seen.insert(t.clone()));
+        list.truncate(MAX_QUERY_TERMS);
+        QueryTerms {
+            hashes: list.iter().map(|t| term_hash(t)).collect(),
+            terms: list,
+        }
+    }
+
     /// The best `limit` products for `query` by BM25, best first. An empty or all-punctuation
     /// query matches nothing.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, IndexError> {
-        let mut analyzer = self.analyzer.clone();
-        let mut query_terms = terms(&mut analyzer, query);
-        let mut seen = std::collections::HashSet::new();
-        query_terms.retain(|t| seen.insert(t.clone()));
-        query_terms.truncate(MAX_QUERY_TERMS);
-        if query_terms.is_empty() || limit == 0 {
+    pub fn search(&self, query: &QueryTerms, limit: usize) -> Result<Vec<Hit>, IndexError> {
+        if query.terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for t in &query_terms {
+        for t in &query.terms {
             for (field, _, boost) in &self.fields {
                 let term = TermQuery::new(
                     Term::from_field_text(*field, t),
@@ -179,29 +248,25 @@ impl LexicalIndex {
             &BooleanQuery::new(clauses),
             &TopDocs::with_limit(limit).order_by_score(),
         )?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let Some(id) = doc
-                .get_first(self.id_field)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            let matched = self.matched_terms(&id, &query_terms, &mut analyzer);
-            hits.push(Hit { id, score, matched });
-        }
-        Ok(hits)
+        Ok(top
+            .into_iter()
+            .filter_map(|(score, address)| {
+                let id = self
+                    .doc_ids
+                    .get(address.segment_ord as usize)?
+                    .get(address.doc_id as usize)?;
+                Some(Hit {
+                    id: id.to_string(),
+                    score,
+                })
+            })
+            .collect())
     }
 
     /// Which query terms occur in which short field of a product, for the "why" of a result.
-    fn matched_terms(
-        &self,
-        id: &str,
-        query_terms: &[String],
-        analyzer: &mut TextAnalyzer,
-    ) -> Vec<String> {
+    pub fn matched(&self, id: &str, query: &QueryTerms) -> Vec<String> {
+        let query_terms = &query.terms;
+        let analyzer = &mut self.analyzer.clone();
         let Some(s) = self.summaries.get(id) else {
             return Vec::new();
         };

@@ -1,13 +1,31 @@
-//! Retrieval and ranking. For now the lexical BM25 baseline ([`LexicalIndex`]) over a live catalog
-//! snapshot ([`SearchService`]); later stages (embeddings, graph expansion, the learned ranker) add
-//! to it, and this baseline stays for evaluations to compare against.
+//! Retrieval and ranking: the lexical BM25 baseline ([`LexicalIndex`]), dense vectors
+//! ([`crate::embed`]), knowledge-graph expansion, the learned ranker and the business rules, run
+//! as one [`pipeline`] over live catalog snapshots held by the [`SearchService`].
 
-pub mod hybrid;
+pub mod features;
+pub mod feedback;
+pub mod learned;
 mod lexical;
 pub mod metrics;
+pub mod pipeline;
 pub mod query;
+pub mod rules;
 mod service;
 pub mod tokenizer;
+pub mod train;
 
-pub use lexical::{Hit, IndexError, LexicalIndex, Summary};
-pub use service::{Ranker, SearchError, SearchResult, SearchService};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use lexical::{Hit, IndexError, LexicalIndex, QueryTerms, Summary};
+pub use service::{MAX_QUERY_CHARS, Ranker, SearchError, SearchResult, SearchService};
+
+/// `[ranking]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankingSettings {
+    /// Where trained ranker versions are written and loaded from.
+    pub model_dir: PathBuf,
+    #[serde(flatten)]
+    pub rules: rules::Rules,
+}

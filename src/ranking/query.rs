@@ -14,6 +14,8 @@ pub struct QuerySpec {
     pub text: String,
     pub max_price: Option<f64>,
     pub min_price: Option<f64>,
+    /// The shopper asked for what is in stock ("in stock", "available now", "有货", "现货").
+    pub in_stock: bool,
 }
 
 const NUM: &str = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?";
@@ -60,6 +62,12 @@ fn captured(c: &regex::Captures<'_>) -> Option<f64> {
     c.iter().skip(1).flatten().find_map(|m| number(m.as_str()))
 }
 
+static IN_STOCK: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:(?:only\s+)?in[\s-]stock(?:\s+only)?|available\s+now|ready\s+to\s+ship)\b|有货|现货|有库存",
+    )
+});
+
 static CURRENCY: LazyLock<Regex> = LazyLock::new(|| re(r"(?i){CUR}"));
 /// Units that make a number an age, size or capacity rather than a price.
 static UNIT_AFTER: LazyLock<Regex> = LazyLock::new(|| {
@@ -82,6 +90,10 @@ impl QuerySpec {
     pub fn parse(query: &str) -> Self {
         let mut text = query.to_owned();
         let mut spec = QuerySpec::default();
+        if let Some(m) = IN_STOCK.find(&text) {
+            spec.in_stock = true;
+            text.replace_range(m.range(), " ");
+        }
         if let Some(c) = RANGE.captures(&text) {
             let nums: Vec<f64> = c
                 .iter()
@@ -183,6 +195,16 @@ mod tests {
             ("连衣裙".into(), Some(300.0), Some(600.0))
         );
         assert_eq!(p("2000以上的手表"), ("的手表".into(), Some(2000.0), None));
+    }
+
+    #[test]
+    fn in_stock_requests() {
+        let s = QuerySpec::parse("red flats in stock under 800");
+        assert!(s.in_stock);
+        assert_eq!((s.text.as_str(), s.max_price), ("red flats", Some(800.0)));
+        let s = QuerySpec::parse("有货的保温杯");
+        assert!(s.in_stock && s.text == "的保温杯");
+        assert!(!QuerySpec::parse("stockings").in_stock);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The live search service: the current [`LexicalIndex`] behind an `ArcSwap`, rebuilt off the
-//! request path when the catalog changes, and swapped atomically so queries never wait.
+//! The live search service: a snapshot of the catalog's indexes (lexical, dense vectors,
+//! feedback signals) and the current ranker model, each behind an `ArcSwap`, rebuilt or reloaded
+//! off the request path and swapped atomically so queries never wait.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use jieba_rs::Jieba;
@@ -11,10 +13,15 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use super::hybrid;
+use super::RankingSettings;
+use super::features::{Affinity, Signals, Understanding};
+use super::learned::{ModelError, RankerModel};
 use super::lexical::{IndexError, LexicalIndex, Summary};
+use super::pipeline::{self, Inputs, Scorer};
 use super::query::QuerySpec;
+use super::rules::Rules;
 use crate::catalog::repo;
+use crate::embed::{DenseIndex, EmbedError, Embedder, Quantized, store};
 use crate::graph::KnowledgeGraph;
 
 /// Longest query accepted, in characters.
@@ -32,6 +39,12 @@ pub enum SearchError {
     Db(#[from] sqlx::Error),
     #[error("the index build task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 /// One search result with its score breakdown.
@@ -47,68 +60,186 @@ pub struct SearchResult {
     pub currency: String,
     pub in_stock: bool,
     pub score: f32,
-    /// Why this product: the stage that scored it and what matched.
+    /// Feature values and score parts by name (empty for the BM25 baseline).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub breakdown: std::collections::BTreeMap<&'static str, f32>,
+    /// Why this product: the scores, what matched, the filters, the graph path.
     pub why: Vec<String>,
 }
 
 type Fingerprint = (i64, Option<DateTime<Utc>>);
 
-/// Cloneable handle to the live index.
+/// The indexes of one catalog state.
+struct Snapshot {
+    lexical: LexicalIndex,
+    dense: DenseIndex,
+}
+
+/// Cloneable handle to the live indexes and model.
 #[derive(Clone)]
 pub struct SearchService {
     jieba: Arc<Jieba>,
-    index: Arc<ArcSwap<LexicalIndex>>,
-    /// The catalog state the current index was built from; the lock also serialises rebuilds.
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    signals: Arc<ArcSwap<Signals>>,
+    model: Arc<ArcSwapOption<RankerModel>>,
+    embedder: Option<Arc<Embedder>>,
+    /// The catalog state the current snapshot was built from; the lock also serialises rebuilds.
     built_from: Arc<Mutex<Option<Fingerprint>>>,
     graph_weight: f32,
+    rules: Arc<Rules>,
+    model_dir: PathBuf,
+    /// Embed products with a progress bar (CLI imports), not in the server's log.
+    progress: bool,
 }
 
 impl SearchService {
-    /// An empty index; call [`SearchService::refresh`] to load the catalog. Loading jieba's
-    /// dictionary takes a moment, so build this once. `graph_weight` is `search.graph_weight`.
-    pub fn new(graph_weight: f32) -> Result<Self, SearchError> {
+    /// Empty indexes; call [`SearchService::refresh`] to load the catalog. Loading jieba's
+    /// dictionary takes a moment, so build this once. Without an `embedder` dense retrieval is off.
+    pub fn new(
+        graph_weight: f32,
+        ranking: &RankingSettings,
+        embedder: Option<Arc<Embedder>>,
+    ) -> Result<Self, SearchError> {
         let jieba = Arc::new(Jieba::new());
-        let empty = LexicalIndex::build(jieba.clone(), [])?;
-        Ok(Self {
+        let lexical = LexicalIndex::build(jieba.clone(), [])?;
+        let service = Self {
             jieba,
-            index: Arc::new(ArcSwap::from_pointee(empty)),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+                lexical,
+                dense: DenseIndex::empty(),
+            })),
+            signals: Arc::new(ArcSwap::from_pointee(Signals::default())),
+            model: Arc::new(ArcSwapOption::empty()),
+            embedder,
             built_from: Arc::new(Mutex::new(None)),
             graph_weight,
-        })
+            rules: Arc::new(ranking.rules.clone()),
+            model_dir: ranking.model_dir.clone(),
+            progress: false,
+        };
+        service.reload_model()?;
+        Ok(service)
     }
 
-    /// Rebuilds the index when the catalog changed since the last build; returns whether it did.
+    /// The service as configured: the embedding model from `embed.model_dir` (dense retrieval is
+    /// off, with a warning, when it is missing and not `embed.required`), the ranker from
+    /// `ranking.model_dir`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, SearchError> {
+        let embedder = match Embedder::load(&settings.embed.model_dir) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e @ EmbedError::Missing(_)) if !settings.embed.required => {
+                tracing::warn!(error = %e, "dense retrieval is off");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Self::new(settings.search.graph_weight, &settings.ranking, embedder)
+    }
+
+    /// Draw a progress bar while embedding products (for the CLI).
+    pub fn with_progress(mut self) -> Self {
+        self.progress = true;
+        self
+    }
+
+    /// Rebuilds the indexes when the catalog changed since the last build (embedding new or
+    /// changed products first) and refreshes feedback signals; returns whether it rebuilt.
     pub async fn refresh(&self, pool: &PgPool) -> Result<bool, SearchError> {
         let mut built_from = self.built_from.lock().await;
+        self.signals.store(Arc::new(Signals {
+            popularity: super::feedback::popularity(pool).await?,
+        }));
         let now = repo::fingerprint(pool).await?;
         if built_from.as_ref() == Some(&now) {
             return Ok(false);
         }
         let products: Vec<_> = repo::all_products(pool).try_collect().await?;
-        let jieba = self.jieba.clone();
         let started = std::time::Instant::now();
-        let index =
+        let dense = match &self.embedder {
+            Some(e) => {
+                store::sync(pool, e, &products, self.progress).await?;
+                store::load(pool, e.name(), e.dim()).await?
+            }
+            None => DenseIndex::empty(),
+        };
+        let jieba = self.jieba.clone();
+        let lexical =
             tokio::task::spawn_blocking(move || LexicalIndex::build(jieba, &products)).await??;
         tracing::info!(
-            products = index.len(),
+            products = lexical.len(),
+            vectors = dense.len(),
             ms = started.elapsed().as_millis() as u64,
-            "search index rebuilt"
+            "search indexes rebuilt"
         );
-        self.index.store(Arc::new(index));
+        self.snapshot.store(Arc::new(Snapshot { lexical, dense }));
         *built_from = Some(now);
         Ok(true)
     }
 
+    /// Loads the newest model in the model folder when it is newer than the current one (the
+    /// built-in model when the folder has none). A file that fails to load is skipped with a
+    /// warning and the current model kept. Returns the version now in use.
+    pub fn reload_model(&self) -> Result<Option<u64>, SearchError> {
+        let current = self.model.load().as_ref().map(|m| m.info.version);
+        for (version, path) in super::learned::versions(&self.model_dir) {
+            if current.is_some_and(|c| c >= version) {
+                return Ok(current);
+            }
+            match RankerModel::load(&path) {
+                Ok(m) => {
+                    tracing::info!(version, path = %path.display(), "ranker model loaded");
+                    self.model.store(Some(Arc::new(m)));
+                    return Ok(Some(version));
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a ranker model"),
+            }
+        }
+        if current.is_none()
+            && let Some(m) = RankerModel::builtin()?
+        {
+            let version = m.info.version;
+            self.model.store(Some(Arc::new(m)));
+            return Ok(Some(version));
+        }
+        Ok(current)
+    }
+
+    /// The model in use, if any.
+    pub fn model(&self) -> Option<Arc<RankerModel>> {
+        self.model.load_full()
+    }
+
     /// Products in the current index.
     pub fn len(&self) -> usize {
-        self.index.load().len()
+        self.snapshot.load().lexical.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Searches with `ranker`; the hybrid ranker needs the knowledge graph.
+    /// Products with a vector.
+    pub fn vectors(&self) -> usize {
+        self.snapshot.load().dense.len()
+    }
+
+    pub fn embedder(&self) -> Option<&Arc<Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// The query's vector (cached), or `None` without an embedder.
+    fn query_vector(&self, text: &str) -> Result<Option<Arc<Quantized>>, SearchError> {
+        let Some(e) = &self.embedder else {
+            return Ok(None);
+        };
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let v = e.embed(&[text])?.pop().unwrap_or_default();
+        Ok(Some(Arc::new(Quantized::new(&v))))
+    }
+
+    /// Searches with `ranker` and no shopper context.
     pub fn search_with(
         &self,
         ranker: Ranker,
@@ -116,34 +247,113 @@ impl SearchService {
         query: &str,
         limit: usize,
     ) -> Result<Vec<SearchResult>, SearchError> {
-        match ranker {
-            Ranker::Bm25 => self.search(query, limit),
-            Ranker::Hybrid => {
-                let query = check(query)?;
-                let index = self.index.load();
-                let spec = QuerySpec::parse(query);
-                Ok(hybrid::rank(&index, graph, &spec, self.graph_weight, limit)
-                    .into_iter()
-                    .filter_map(|r| {
-                        let s = index.summary(&r.id)?;
-                        Some(result(&r.id, s, r.score, r.why))
-                    })
-                    .collect())
-            }
+        self.search_for(ranker, graph, query, limit, &Affinity::default())
+    }
+
+    /// Searches with `ranker` for a shopper whose engagement is `affinity`.
+    pub fn search_for(
+        &self,
+        ranker: Ranker,
+        graph: &KnowledgeGraph,
+        query: &str,
+        limit: usize,
+        affinity: &Affinity,
+    ) -> Result<Vec<SearchResult>, SearchError> {
+        let query = check(query)?;
+        if ranker == Ranker::Bm25 {
+            return self.search(query, limit);
         }
+        let snapshot = self.snapshot.load();
+        let signals = self.signals.load();
+        let spec = QuerySpec::parse(query);
+        let understanding = Understanding::new(graph, &spec);
+        let model = self.model.load_full();
+        let (scorer, query_vector) = match (ranker, &model) {
+            (Ranker::Learned, Some(m)) => (
+                Scorer::Learned(m),
+                self.query_vector(&understanding.dense_text)?,
+            ),
+            (Ranker::Learned, None) => (
+                Scorer::Fused {
+                    graph_weight: self.graph_weight,
+                },
+                self.query_vector(&understanding.dense_text)?,
+            ),
+            _ => (
+                Scorer::Fused {
+                    graph_weight: self.graph_weight,
+                },
+                None,
+            ),
+        };
+        let no_rules = Rules::default();
+        let inputs = Inputs {
+            lexical: &snapshot.lexical,
+            graph,
+            dense: &snapshot.dense,
+            query_vector: query_vector.as_deref(),
+            signals: &signals,
+            affinity,
+            // The hybrid baseline stays as it was measured: no business rules beyond pins/stock.
+            rules: if ranker == Ranker::Learned {
+                &self.rules
+            } else {
+                &no_rules
+            },
+        };
+        Ok(
+            pipeline::rank(&inputs, &spec, &understanding, scorer, limit)
+                .into_iter()
+                .filter_map(|r| {
+                    let s = snapshot.lexical.summary(&r.id)?;
+                    let mut out = result(&r.id, s, r.score, r.why);
+                    out.breakdown = r.breakdown;
+                    Some(out)
+                })
+                .collect(),
+        )
+    }
+
+    /// The candidates of a query with their features, for training: the same stages 1–2 as a
+    /// search, without scoring or rules.
+    pub fn candidates(
+        &self,
+        graph: &KnowledgeGraph,
+        query: &str,
+    ) -> Result<Vec<pipeline::Candidate>, SearchError> {
+        let query = check(query)?;
+        let snapshot = self.snapshot.load();
+        let signals = self.signals.load();
+        let spec = QuerySpec::parse(query);
+        let understanding = Understanding::new(graph, &spec);
+        let query_vector = self.query_vector(&understanding.dense_text)?;
+        let rules = Rules::default();
+        let affinity = Affinity::default();
+        let inputs = Inputs {
+            lexical: &snapshot.lexical,
+            graph,
+            dense: &snapshot.dense,
+            query_vector: query_vector.as_deref(),
+            signals: &signals,
+            affinity: &affinity,
+            rules: &rules,
+        };
+        Ok(pipeline::candidates(&inputs, &spec, &understanding).0)
     }
 
     /// BM25 search over the current snapshot: the baseline, without filters.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchResult>, SearchError> {
         let query = check(query)?;
-        let index = self.index.load();
-        let hits = index.search(query, limit)?;
+        let snapshot = self.snapshot.load();
+        let index = &snapshot.lexical;
+        let terms = index.query_terms(query);
+        let hits = index.search(&terms, limit)?;
         Ok(hits
             .into_iter()
             .filter_map(|h| {
                 let s = index.summary(&h.id)?;
                 let mut why = vec![format!("bm25 {:.2}", h.score)];
-                why.extend(h.matched);
+                why.extend(index.matched(&h.id, &terms));
                 Some(result(&h.id, s, h.score, why))
             })
             .collect())
@@ -156,9 +366,21 @@ impl SearchService {
 pub enum Ranker {
     /// BM25 only: the baseline evaluations compare against.
     Bm25,
-    /// BM25 + knowledge-graph candidates, budget filters, fused score.
-    #[default]
+    /// BM25 + knowledge-graph candidates, budget filters, the fixed fused score.
     Hybrid,
+    /// BM25 + dense + graph candidates, hard filters, the learned model, business rules.
+    #[default]
+    Learned,
+}
+
+impl Ranker {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bm25 => "bm25",
+            Self::Hybrid => "hybrid",
+            Self::Learned => "learned",
+        }
+    }
 }
 
 fn check(query: &str) -> Result<&str, SearchError> {
@@ -184,6 +406,7 @@ fn result(id: &str, s: &Summary, score: f32, why: Vec<String>) -> SearchResult {
         currency: s.currency.clone(),
         in_stock: s.in_stock,
         score,
+        breakdown: Default::default(),
         why,
     }
 }

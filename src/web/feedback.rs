@@ -18,7 +18,10 @@ pub struct Feedback {
     message_id: Option<i64>,
     kind: Kind,
     product_id: Option<String>,
+    /// 1-based rank the product was shown at (for position-bias correction).
     position: Option<i32>,
+    /// The search the product was shown for (turns clicks into training labels).
+    query: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -78,15 +81,25 @@ pub async fn create(
         (_, _, Some(false)) => return Err(AppError::NotFound("product not found".into())),
         _ => {}
     }
+    if f.position.is_some_and(|p| p < 1) {
+        return Err(AppError::BadRequest("position is 1-based".into()));
+    }
+    if f.query
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > crate::ranking::MAX_QUERY_CHARS)
+    {
+        return Err(AppError::BadRequest("query is too long".into()));
+    }
     let id: i64 = sqlx::query_scalar(
-        "insert into feedback_events (conversation_id, message_id, kind, product_id, position)
-         values ($1, $2, $3, $4, $5) returning id",
+        "insert into feedback_events (conversation_id, message_id, kind, product_id, position, query)
+         values ($1, $2, $3, $4, $5, $6) returning id",
     )
     .bind(f.session_id)
     .bind(f.message_id)
     .bind(f.kind.as_str())
     .bind(&f.product_id)
     .bind(f.position)
+    .bind(f.query.as_deref().map(str::trim))
     .fetch_one(&state.pool)
     .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))

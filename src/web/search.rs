@@ -14,8 +14,10 @@ use crate::state::AppState;
 pub struct SearchParams {
     q: Option<String>,
     limit: Option<usize>,
-    /// `hybrid` (default) or `bm25`.
+    /// `learned` (default), `hybrid` or `bm25`.
     ranker: Option<Ranker>,
+    /// A chat session: its shopper's clicks and carts personalise the ranking.
+    session: Option<uuid::Uuid>,
 }
 
 #[derive(Serialize)]
@@ -41,12 +43,17 @@ pub async fn search(
     let search = state.search.clone();
     let graph = state.graph.current();
     let ranker = params.ranker.unwrap_or_default();
+    let affinity = match params.session {
+        Some(id) => crate::ranking::feedback::affinity(&state.pool, id).await?,
+        None => Default::default(),
+    };
     let q = query.clone();
-    // Scoring a large candidate set is CPU work: keep it off the async workers.
-    let results =
-        tokio::task::spawn_blocking(move || search.search_with(ranker, &graph, &q, limit))
-            .await
-            .map_err(|e| AppError::Search(e.into()))??;
+    // Embedding the query and scoring the candidates is CPU work: keep it off the async workers.
+    let results = tokio::task::spawn_blocking(move || {
+        search.search_for(ranker, &graph, &q, limit, &affinity)
+    })
+    .await
+    .map_err(|e| AppError::Search(e.into()))??;
     Ok(Json(SearchResponse { query, results }))
 }
 

@@ -52,9 +52,35 @@ pub async fn demo_state(pool: PgPool) -> AppState {
     state(pool).await
 }
 
+/// The embedding model, loaded once per test binary (its cache then spares re-embedding the same
+/// catalog in every test database). Tests need `scripts/models.sh` to have run.
+pub fn embedder() -> Arc<aisle::embed::Embedder> {
+    static EMBEDDER: std::sync::OnceLock<Arc<aisle::embed::Embedder>> = std::sync::OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2");
+            Arc::new(
+                aisle::embed::Embedder::load(&dir)
+                    .expect("the embedding model (run scripts/models.sh)"),
+            )
+        })
+        .clone()
+}
+
+/// A search service as configured, with the shared embedder and the ranker from `model_dir`.
+pub fn search_service(model_dir: &std::path::Path) -> SearchService {
+    let s = settings();
+    let ranking = aisle::ranking::RankingSettings {
+        model_dir: model_dir.to_owned(),
+        ..s.ranking
+    };
+    SearchService::new(s.search.graph_weight, &ranking, Some(embedder())).unwrap()
+}
+
 /// An app state over whatever `pool` holds.
 pub async fn state(pool: PgPool) -> AppState {
-    let search = SearchService::new(settings().search.graph_weight).unwrap();
+    // No trained file: the model built into the binary, whatever this machine has trained.
+    let search = search_service(std::path::Path::new("/nonexistent/aisle-ranker"));
     search.refresh(&pool).await.unwrap();
     let graph = GraphService::new();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge/graph");
