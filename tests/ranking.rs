@@ -302,3 +302,61 @@ async fn a_new_ranker_version_is_hot_loaded(pool: PgPool) {
     assert_eq!(service.reload_model().unwrap(), Some(2));
     assert!(RankerModel::load(&dir.path().join("ranker-v3.safetensors")).is_err());
 }
+
+/// Clicks and carts logged through the API become position-debiased popularity (a feature the
+/// next refresh sees), per-session affinity, and graded training labels.
+#[sqlx::test]
+async fn feedback_becomes_signals_affinity_and_labels(pool: PgPool) {
+    let state = common::demo_state(pool.clone()).await;
+    let router = aisle::web::app(state.clone());
+    let session = common::new_session(&pool).await;
+    // A click at rank 6 says more than a click at rank 1; a cart more than a click.
+    for (kind, product, position) in [
+        ("click", "AD-KD-0001", 1),
+        ("click", "AD-KD-0002", 6),
+        ("add_to_cart", "AD-KD-0003", 1),
+    ] {
+        let body = serde_json::json!({
+            "session_id": session, "kind": kind, "product_id": product,
+            "position": position, "query": "  Vacuum Flask ",
+        });
+        let status = common::post_json(&router, "/api/feedback", &body).await;
+        assert_eq!(status, axum::http::StatusCode::CREATED);
+    }
+    let bad = serde_json::json!({"session_id": session, "kind": "click", "product_id": "AD-KD-0001", "position": 0});
+    let status = common::post_json(&router, "/api/feedback", &bad).await;
+    assert_eq!(status, axum::http::StatusCode::BAD_REQUEST);
+
+    let labels = aisle::ranking::feedback::labels(&pool).await.unwrap();
+    assert_eq!(labels.len(), 1);
+    let (query, grades) = &labels[0];
+    assert_eq!(query, "vacuum flask");
+    assert_eq!(grades.get("AD-KD-0001"), Some(&1));
+    assert_eq!(grades.get("AD-KD-0002"), Some(&2));
+    assert_eq!(grades.get("AD-KD-0003"), Some(&2));
+
+    state.search.refresh(&pool).await.unwrap();
+    let g = state.graph.current();
+    let results = state
+        .search
+        .search_with(Ranker::Learned, &g, "vacuum flask", 10)
+        .unwrap();
+    let pop = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.breakdown["popularity"])
+            .unwrap()
+    };
+    assert!(pop("AD-KD-0002") > pop("AD-KD-0001") && pop("AD-KD-0001") > 0.0);
+
+    let affinity = aisle::ranking::feedback::affinity(&pool, session)
+        .await
+        .unwrap();
+    assert!(affinity.brands.contains("brand:thermanest"), "{affinity:?}");
+    let personal = state
+        .search
+        .search_for(Ranker::Learned, &g, "tea", 20, &affinity)
+        .unwrap();
+    assert!(personal.iter().any(|r| r.breakdown["affinity"] == 1.0));
+}

@@ -226,12 +226,7 @@ async fn feedback_for_unknown_sessions_is_404_and_known_ones_are_stored(pool: Pg
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let session = uuid::Uuid::new_v4();
-    sqlx::query("insert into conversations (id) values ($1)")
-        .bind(session)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let session = common::new_session(&pool).await;
     let product: String = sqlx::query_scalar("select id from products limit 1")
         .fetch_one(&pool)
         .await

@@ -18,8 +18,20 @@ use crate::graph::{self, KnowledgeGraph, curated};
 pub enum BenchCommand {
     /// Knowledge-graph build, phrase resolution and concept expansion timings.
     Kg(KgBenchArgs),
-    /// Search latency (p50/p95) and throughput for the BM25 baseline and the hybrid ranker.
+    /// Search latency (p50/p95) and throughput for BM25, hybrid and the learned pipeline.
     Search(SearchBenchArgs),
+    /// Embedding model: one-query latency (uncached) and batch throughput.
+    Embed(EmbedBenchArgs),
+}
+
+#[derive(Args)]
+pub struct EmbedBenchArgs {
+    /// JSON Lines with a "query" field per line.
+    #[arg(long)]
+    queries: std::path::PathBuf,
+    /// Texts per batch for the throughput run.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -64,6 +76,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     let args = match cmd {
         BenchCommand::Kg(args) => args,
         BenchCommand::Search(args) => return search(settings, args).await,
+        BenchCommand::Embed(args) => return embed(settings, args),
     };
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)
@@ -156,20 +169,50 @@ fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
            "qps": if total > 0.0 { ms.len() as f64 * 1e3 / total } else { 0.0 }})
 }
 
-async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> {
-    use crate::ranking::Ranker;
-    let text = std::fs::read_to_string(&args.queries)
-        .with_context(|| format!("reading {}", args.queries.display()))?;
+fn read_queries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let queries: Vec<String> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.get("query").and_then(|q| q.as_str()).map(str::to_owned))
         .collect();
-    anyhow::ensure!(
-        !queries.is_empty(),
-        "{} has no queries",
-        args.queries.display()
+    anyhow::ensure!(!queries.is_empty(), "{} has no queries", path.display());
+    Ok(queries)
+}
+
+fn embed(settings: Settings, args: EmbedBenchArgs) -> anyhow::Result<()> {
+    let queries = read_queries(&args.queries)?;
+    let embedder = crate::embed::Embedder::load(&settings.embed.model_dir)?;
+    let mut one = Vec::new();
+    for q in &queries {
+        let started = Instant::now();
+        std::hint::black_box(embedder.embed_uncached(&[q.as_str()])?);
+        one.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    for chunk in refs.chunks(args.batch.max(1)) {
+        std::hint::black_box(embedder.embed_uncached(chunk)?);
+    }
+    let per_sec = queries.len() as f64 / started.elapsed().as_secs_f64();
+    let single = percentiles(one);
+    eprintln!(
+        "one query: p50 {:.2} ms p95 {:.2} ms | batches of {}: {per_sec:.0} texts/s",
+        single["p50_ms"].as_f64().unwrap_or(0.0),
+        single["p95_ms"].as_f64().unwrap_or(0.0),
+        args.batch
     );
+    println!(
+        "{}",
+        json!({"single": single, "batch": args.batch, "texts_per_sec": per_sec})
+    );
+    Ok(())
+}
+
+async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()> {
+    use crate::ranking::Ranker;
+    let queries = read_queries(&args.queries)?;
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let graph = catalog.graph.current();
     let mut out = serde_json::Map::new();

@@ -111,6 +111,11 @@ impl Embedder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether `text`'s vector is in the cache.
+    pub fn is_cached(&self, text: &str) -> bool {
+        self.cache().contains_key(text)
+    }
+
     /// Embeds one batch of texts: unit-length vectors, one per text, in order. Texts seen before
     /// come from the cache.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -47,7 +47,9 @@ pub struct Inputs<'a> {
     pub lexical: &'a LexicalIndex,
     pub graph: &'a KnowledgeGraph,
     pub dense: &'a DenseIndex,
-    pub query_vector: Option<&'a Quantized>,
+    /// The query's vector, when dense retrieval is on; called once the lexical and graph stages
+    /// are done (it may wait for the model).
+    pub query_vector: &'a (dyn Fn() -> Option<std::sync::Arc<Quantized>> + Sync),
     pub signals: &'a Signals,
     pub affinity: &'a Affinity,
     pub rules: &'a Rules,
@@ -107,7 +109,7 @@ pub fn candidates(
         found.entry(id).or_default().graph = w / best_graph;
     }
     let mut best_dense = 0f32;
-    if let Some(q) = inp.query_vector {
+    if let Some(q) = (inp.query_vector)().as_deref() {
         for (rank, (id, cos)) in inp
             .dense
             .nearest(q, DENSE_CANDIDATES)

@@ -227,18 +227,6 @@ impl SearchService {
         self.embedder.as_ref()
     }
 
-    /// The query's vector (cached), or `None` without an embedder.
-    fn query_vector(&self, text: &str) -> Result<Option<Arc<Quantized>>, SearchError> {
-        let Some(e) = &self.embedder else {
-            return Ok(None);
-        };
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        let v = e.embed(&[text])?.pop().unwrap_or_default();
-        Ok(Some(Arc::new(Quantized::new(&v))))
-    }
-
     /// Searches with `ranker` and no shopper context.
     pub fn search_with(
         &self,
@@ -259,59 +247,32 @@ impl SearchService {
         limit: usize,
         affinity: &Affinity,
     ) -> Result<Vec<SearchResult>, SearchError> {
-        let query = check(query)?;
         if ranker == Ranker::Bm25 {
             return self.search(query, limit);
         }
-        let snapshot = self.snapshot.load();
-        let signals = self.signals.load();
-        let spec = QuerySpec::parse(query);
-        let understanding = Understanding::new(graph, &spec);
         let model = self.model.load_full();
-        let (scorer, query_vector) = match (ranker, &model) {
-            (Ranker::Learned, Some(m)) => (
-                Scorer::Learned(m),
-                self.query_vector(&understanding.dense_text)?,
-            ),
-            (Ranker::Learned, None) => (
-                Scorer::Fused {
-                    graph_weight: self.graph_weight,
-                },
-                self.query_vector(&understanding.dense_text)?,
-            ),
-            _ => (
-                Scorer::Fused {
-                    graph_weight: self.graph_weight,
-                },
-                None,
-            ),
-        };
-        let no_rules = Rules::default();
-        let inputs = Inputs {
-            lexical: &snapshot.lexical,
-            graph,
-            dense: &snapshot.dense,
-            query_vector: query_vector.as_deref(),
-            signals: &signals,
-            affinity,
-            // The hybrid baseline stays as it was measured: no business rules beyond pins/stock.
-            rules: if ranker == Ranker::Learned {
-                &self.rules
-            } else {
-                &no_rules
+        let scorer = match (ranker, &model) {
+            (Ranker::Learned, Some(m)) => Scorer::Learned(m),
+            _ => Scorer::Fused {
+                graph_weight: self.graph_weight,
             },
         };
-        Ok(
-            pipeline::rank(&inputs, &spec, &understanding, scorer, limit)
+        // The hybrid baseline stays as it was measured: no dense stage, no business rules beyond
+        // the exact-name pin.
+        let learned = ranker == Ranker::Learned;
+        let no_rules = Rules::default();
+        let rules = if learned { &*self.rules } else { &no_rules };
+        self.run(graph, query, learned, rules, affinity, |inputs, spec, u| {
+            pipeline::rank(inputs, spec, u, scorer, limit)
                 .into_iter()
                 .filter_map(|r| {
-                    let s = snapshot.lexical.summary(&r.id)?;
+                    let s = inputs.lexical.summary(&r.id)?;
                     let mut out = result(&r.id, s, r.score, r.why);
                     out.breakdown = r.breakdown;
                     Some(out)
                 })
-                .collect(),
-        )
+                .collect()
+        })
     }
 
     /// The candidates of a query with their features, for training: the same stages 1–2 as a
@@ -321,24 +282,78 @@ impl SearchService {
         graph: &KnowledgeGraph,
         query: &str,
     ) -> Result<Vec<pipeline::Candidate>, SearchError> {
+        let (rules, affinity) = (Rules::default(), Affinity::default());
+        self.run(graph, query, true, &rules, &affinity, |inputs, spec, u| {
+            pipeline::candidates(inputs, spec, u).0
+        })
+    }
+
+    /// Parses and understands `query` and runs `f` over the current snapshot (with the query's
+    /// vector when `dense`).
+    fn run<T>(
+        &self,
+        graph: &KnowledgeGraph,
+        query: &str,
+        dense: bool,
+        rules: &Rules,
+        affinity: &Affinity,
+        f: impl FnOnce(&Inputs<'_>, &QuerySpec, &Understanding) -> T,
+    ) -> Result<T, SearchError> {
         let query = check(query)?;
         let snapshot = self.snapshot.load();
         let signals = self.signals.load();
         let spec = QuerySpec::parse(query);
         let understanding = Understanding::new(graph, &spec);
-        let query_vector = self.query_vector(&understanding.dense_text)?;
-        let rules = Rules::default();
-        let affinity = Affinity::default();
-        let inputs = Inputs {
-            lexical: &snapshot.lexical,
-            graph,
-            dense: &snapshot.dense,
-            query_vector: query_vector.as_deref(),
-            signals: &signals,
-            affinity: &affinity,
-            rules: &rules,
+        let dense_text = dense.then_some(understanding.dense_text.as_str());
+        self.with_query_vector(dense_text, |query_vector| {
+            let inputs = Inputs {
+                lexical: &snapshot.lexical,
+                graph,
+                dense: &snapshot.dense,
+                query_vector,
+                signals: &signals,
+                affinity,
+                rules,
+            };
+            f(&inputs, &spec, &understanding)
+        })
+    }
+
+    /// Runs `f` with a way to get the query's vector. An uncached query is embedded on another
+    /// thread while `f` runs its lexical and graph stages, so the model's latency overlaps theirs;
+    /// the dense stage then waits for it. A failing model means no dense candidates (logged), not
+    /// a failed search.
+    fn with_query_vector<T>(
+        &self,
+        text: Option<&str>,
+        f: impl FnOnce(&(dyn Fn() -> Option<Arc<Quantized>> + Sync)) -> T,
+    ) -> Result<T, SearchError> {
+        let (Some(e), Some(text)) = (&self.embedder, text.filter(|t| !t.trim().is_empty())) else {
+            return Ok(f(&|| None));
         };
-        Ok(pipeline::candidates(&inputs, &spec, &understanding).0)
+        let quantize = |v: Result<Vec<Vec<f32>>, EmbedError>| match v {
+            Ok(mut v) => v.pop().map(|v| Arc::new(Quantized::new(&v))),
+            Err(err) => {
+                tracing::warn!(error = %err, "query embedding failed; searching without dense candidates");
+                None
+            }
+        };
+        if e.is_cached(text) {
+            let v = quantize(e.embed(&[text]));
+            return Ok(f(&|| v.clone()));
+        }
+        Ok(std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                let _ = tx.send(quantize(e.embed(&[text])));
+            });
+            let rx = std::sync::Mutex::new(rx);
+            let got: std::sync::OnceLock<Option<Arc<Quantized>>> = std::sync::OnceLock::new();
+            f(&|| {
+                got.get_or_init(|| rx.lock().ok().and_then(|rx| rx.recv().ok()).flatten())
+                    .clone()
+            })
+        }))
     }
 
     /// BM25 search over the current snapshot: the baseline, without filters.

@@ -95,3 +95,30 @@ pub async fn state(pool: PgPool) -> AppState {
         auth: aisle::auth::AuthService::new(pool.clone(), std::time::Duration::from_secs(3600)),
     }
 }
+
+/// A new chat session row (for feedback and affinity).
+pub async fn new_session(pool: &PgPool) -> uuid::Uuid {
+    let session = uuid::Uuid::new_v4();
+    sqlx::query("insert into conversations (id) values ($1)")
+        .bind(session)
+        .execute(pool)
+        .await
+        .unwrap();
+    session
+}
+
+/// POSTs `body` as JSON to `uri` on the router; the response status.
+pub async fn post_json(
+    router: &axum::Router,
+    uri: &str,
+    body: &serde_json::Value,
+) -> axum::http::StatusCode {
+    let request = axum::http::Request::post(uri)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    tower::ServiceExt::oneshot(router.clone(), request)
+        .await
+        .unwrap()
+        .status()
+}
