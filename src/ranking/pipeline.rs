@@ -30,7 +30,7 @@ pub const LEXICAL_CANDIDATES: usize = 300;
 /// Dense nearest neighbours considered.
 pub const DENSE_CANDIDATES: usize = 100;
 /// Graph candidates considered.
-pub const GRAPH_CANDIDATES: usize = 1_000;
+pub const GRAPH_CANDIDATES: usize = 500;
 
 /// How candidates are scored.
 #[derive(Clone, Copy)]
@@ -47,12 +47,19 @@ pub struct Inputs<'a> {
     pub lexical: &'a LexicalIndex,
     pub graph: &'a KnowledgeGraph,
     pub dense: &'a DenseIndex,
-    /// The query's vector, when dense retrieval is on; called once the lexical and graph stages
-    /// are done (it may wait for the model).
-    pub query_vector: &'a (dyn Fn() -> Option<std::sync::Arc<Quantized>> + Sync),
+    /// The query's vector and nearest products, when dense retrieval is on; called once the
+    /// lexical and graph stages are done (it may wait for the model and the scan).
+    pub dense_hits: &'a (dyn Fn() -> Option<std::sync::Arc<DenseHits>> + Sync),
     pub signals: &'a Signals,
     pub affinity: &'a Affinity,
     pub rules: &'a Rules,
+}
+
+/// The dense stage's result: the query's quantised vector and its nearest products.
+pub struct DenseHits {
+    pub query: Quantized,
+    /// Best first, with cosines.
+    pub nearest: Vec<(String, f32)>,
 }
 
 /// A candidate after filtering, with its features.
@@ -109,18 +116,13 @@ pub fn candidates(
         found.entry(id).or_default().graph = w / best_graph;
     }
     let mut best_dense = 0f32;
-    if let Some(q) = (inp.query_vector)().as_deref() {
-        for (rank, (id, cos)) in inp
-            .dense
-            .nearest(q, DENSE_CANDIDATES)
-            .into_iter()
-            .enumerate()
-        {
-            best_dense = best_dense.max(cos);
-            found.entry(id.to_owned()).or_default().dense_rank = 1.0 / (1.0 + rank as f32);
+    if let Some(hits) = (inp.dense_hits)() {
+        for (rank, (id, cos)) in hits.nearest.iter().enumerate() {
+            best_dense = best_dense.max(*cos);
+            found.entry(id.clone()).or_default().dense_rank = 1.0 / (1.0 + rank as f32);
         }
         for (id, r) in found.iter_mut() {
-            r.dense = inp.dense.cosine(q, id).unwrap_or(0.0);
+            r.dense = inp.dense.cosine(&hits.query, id).unwrap_or(0.0);
         }
     }
 
@@ -142,9 +144,9 @@ pub fn candidates(
                 .iter()
                 .any(|k| u.stated.contains(k) && agreement(k, u.slot(k), &facets) < 0.0);
         if conflict {
-            contradicting.push((id, r));
+            contradicting.push((id, r, s, facets));
         } else {
-            passed.push((id, r));
+            passed.push((id, r, s, facets));
         }
     }
     let mut notes = Vec::new();
@@ -155,8 +157,7 @@ pub fn candidates(
 
     let log_prices: Vec<f32> = passed
         .iter()
-        .filter_map(|(id, _)| inp.lexical.summary(id))
-        .map(|s| (s.price.max(0.0) as f32 + 1.0).ln())
+        .map(|(_, _, s, _)| (s.price.max(0.0) as f32 + 1.0).ln())
         .collect();
     let ctx = QueryContext {
         spec,
@@ -169,17 +170,12 @@ pub fn candidates(
     };
     let out = passed
         .into_iter()
-        .filter_map(|(id, r)| {
-            let s = inp.lexical.summary(&id)?;
-            let facets = inp.graph.facets(&id).unwrap_or_default();
-            let named = is_named(s, spec);
-            Some(Candidate {
-                features: features(&ctx, &r, s, &facets, &id),
-                in_stock: s.in_stock,
-                named,
-                retrieved: r,
-                id,
-            })
+        .map(|(id, r, s, facets)| Candidate {
+            features: features(&ctx, &r, s, &facets, &id),
+            in_stock: s.in_stock,
+            named: is_named(s, spec),
+            retrieved: r,
+            id,
         })
         .collect();
     (out, notes)
@@ -308,13 +304,23 @@ fn is_named(s: &super::lexical::Summary, spec: &QuerySpec) -> bool {
             .is_some_and(|t| same_text(t, &spec.text))
 }
 
-/// Equal after case folding and whitespace collapsing.
+/// Equal after case folding and whitespace collapsing (without allocating: this runs for every
+/// candidate).
 fn same_text(a: &str, b: &str) -> bool {
-    let fold = |s: &str| {
-        s.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    fold(a) == fold(b)
+    let (mut wa, mut wb) = (a.split_whitespace(), b.split_whitespace());
+    loop {
+        match (wa.next(), wb.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) => {
+                if !x
+                    .chars()
+                    .flat_map(char::to_lowercase)
+                    .eq(y.chars().flat_map(char::to_lowercase))
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
 }

@@ -17,7 +17,7 @@ use super::RankingSettings;
 use super::features::{Affinity, Signals, Understanding};
 use super::learned::{ModelError, RankerModel};
 use super::lexical::{IndexError, LexicalIndex, Summary};
-use super::pipeline::{self, Inputs, Scorer};
+use super::pipeline::{self, DenseHits, Inputs, Scorer};
 use super::query::QuerySpec;
 use super::rules::Rules;
 use crate::catalog::repo;
@@ -305,12 +305,12 @@ impl SearchService {
         let spec = QuerySpec::parse(query);
         let understanding = Understanding::new(graph, &spec);
         let dense_text = dense.then_some(understanding.dense_text.as_str());
-        self.with_query_vector(dense_text, |query_vector| {
+        self.with_dense_hits(&snapshot.dense, dense_text, |dense_hits| {
             let inputs = Inputs {
                 lexical: &snapshot.lexical,
                 graph,
                 dense: &snapshot.dense,
-                query_vector,
+                dense_hits,
                 signals: &signals,
                 affinity,
                 rules,
@@ -319,36 +319,41 @@ impl SearchService {
         })
     }
 
-    /// Runs `f` with a way to get the query's vector. An uncached query is embedded on another
-    /// thread while `f` runs its lexical and graph stages, so the model's latency overlaps theirs;
-    /// the dense stage then waits for it. A failing model means no dense candidates (logged), not
-    /// a failed search.
-    fn with_query_vector<T>(
+    /// Runs `f` with a way to get the query's dense hits (its vector and nearest products). The
+    /// embedding (when not cached) and the nearest-neighbour scan run on another thread while `f`
+    /// runs its lexical and graph stages; the dense stage then waits for them. A failing model
+    /// means no dense candidates (logged), not a failed search.
+    fn with_dense_hits<T>(
         &self,
+        dense: &DenseIndex,
         text: Option<&str>,
-        f: impl FnOnce(&(dyn Fn() -> Option<Arc<Quantized>> + Sync)) -> T,
+        f: impl FnOnce(&(dyn Fn() -> Option<Arc<DenseHits>> + Sync)) -> T,
     ) -> Result<T, SearchError> {
         let (Some(e), Some(text)) = (&self.embedder, text.filter(|t| !t.trim().is_empty())) else {
             return Ok(f(&|| None));
         };
-        let quantize = |v: Result<Vec<Vec<f32>>, EmbedError>| match v {
-            Ok(mut v) => v.pop().map(|v| Arc::new(Quantized::new(&v))),
+        let hits = move || match e.embed(&[text]) {
+            Ok(mut v) => v.pop().map(|v| {
+                let query = Quantized::new(&v);
+                let nearest = dense
+                    .nearest(&query, pipeline::DENSE_CANDIDATES)
+                    .into_iter()
+                    .map(|(id, cos)| (id.to_owned(), cos))
+                    .collect();
+                Arc::new(DenseHits { query, nearest })
+            }),
             Err(err) => {
                 tracing::warn!(error = %err, "query embedding failed; searching without dense candidates");
                 None
             }
         };
-        if e.is_cached(text) {
-            let v = quantize(e.embed(&[text]));
-            return Ok(f(&|| v.clone()));
-        }
         Ok(std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
-                let _ = tx.send(quantize(e.embed(&[text])));
+                let _ = tx.send(hits());
             });
             let rx = std::sync::Mutex::new(rx);
-            let got: std::sync::OnceLock<Option<Arc<Quantized>>> = std::sync::OnceLock::new();
+            let got: std::sync::OnceLock<Option<Arc<DenseHits>>> = std::sync::OnceLock::new();
             f(&|| {
                 got.get_or_init(|| rx.lock().ok().and_then(|rx| rx.recv().ok()).flatten())
                     .clone()
