@@ -112,17 +112,15 @@ async fn preview(c: &fantoccini::Client, phrase: &str) {
     click(c, "#preview-form button").await;
 }
 
-/// Waits until the element's text satisfies `ok`, returning the text.
+/// Waits until the element exists and its text satisfies `ok`, returning the text (a page that
+/// is still loading after a form post has no such element yet).
 async fn wait_text(c: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
-        let text = c
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = match c.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if ok(&text) {
             return text;
         }

@@ -353,6 +353,41 @@ async fn train_writes_a_versioned_ranker_that_eval_then_uses(pool: PgPool) {
         );
     }
 
+    // Logged clicks and carts alone are enough to train from.
+    let session = common::new_session(&pool).await;
+    for (query, product, kind, position) in [
+        ("vacuum flask", "AD-KD-0001", "add_to_cart", 2),
+        ("vacuum flask", "AD-KD-0002", "click", 4),
+        ("red flats", "AD-FW-0001", "click", 3),
+        ("dog shampoo", "AD-PS-0002", "add_to_cart", 1),
+    ] {
+        sqlx::query(
+            "insert into feedback_events (conversation_id, kind, product_id, position, query)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(session)
+        .bind(kind)
+        .bind(product)
+        .bind(position)
+        .bind(query)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let out = aisle()
+        .env("DATABASE_URL", &url)
+        .args(["train", "ranker", "--feedback", "--epochs", "20", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("0 from files, 3 from feedback"), "{stderr}");
+    let last = String::from_utf8(out.stdout).unwrap();
+    let summary: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["version"], 3);
+    assert_eq!(summary["training"]["feedback"], true);
+
     let out = aisle()
         .env("DATABASE_URL", &url)
         .env("AISLE__RANKING__MODEL_DIR", dir.path())
@@ -363,7 +398,7 @@ async fn train_writes_a_versioned_ranker_that_eval_then_uses(pool: PgPool) {
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["model"]["version"], 2, "{summary}");
+    assert_eq!(summary["model"]["version"], 3, "{summary}");
     for ranker in ["bm25", "hybrid", "learned"] {
         let ndcg = summary[ranker]["ndcg@10"].as_f64().unwrap();
         assert!(ndcg > 0.0 && ndcg <= 1.0, "{summary}");
