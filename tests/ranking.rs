@@ -225,6 +225,7 @@ async fn brand_cap_and_merchandising_rules_apply(pool: PgPool) {
     let ranking = RankingSettings {
         model_dir: "/nonexistent/aisle-ranker".into(),
         rules,
+        ..s.ranking.clone()
     };
     let service =
         SearchService::new(s.search.graph_weight, &ranking, Some(common::embedder())).unwrap();
@@ -359,4 +360,52 @@ async fn feedback_becomes_signals_affinity_and_labels(pool: PgPool) {
         .search_for(Ranker::Learned, &g, "tea", 20, &affinity)
         .unwrap();
     assert!(personal.iter().any(|r| r.breakdown["affinity"] == 1.0));
+}
+
+/// A search never waits on the embedding model longer than `ranking.dense_wait_ms`: with no wait
+/// at all, a first-seen query is answered from BM25 and the graph alone, and the vector computed
+/// meanwhile serves the next search of the same query.
+#[sqlx::test]
+async fn a_slow_model_never_holds_up_search(pool: PgPool) {
+    common::demo_state(pool.clone()).await;
+    let s = common::settings();
+    let ranking = RankingSettings {
+        model_dir: "/nonexistent/aisle-ranker".into(),
+        dense_wait_ms: 0,
+        ..s.ranking.clone()
+    };
+    let service =
+        SearchService::new(s.search.graph_weight, &ranking, Some(common::embedder())).unwrap();
+    service.refresh(&pool).await.unwrap();
+    let graph = aisle::graph::GraphService::new();
+    graph.refresh(&pool).await.unwrap();
+    let g = graph.current();
+    // A query no other test embeds, so the shared embedder has not cached it.
+    let q = "insulated steel bottle for a long trek";
+    let first = service.search_with(Ranker::Learned, &g, q, 10).unwrap();
+    assert!(!first.is_empty());
+    assert!(
+        first.iter().all(|r| r.breakdown["dense"] == 0.0),
+        "{first:?}"
+    );
+    let started = std::time::Instant::now();
+    while !common::embedder().is_cached(q) {
+        assert!(started.elapsed().as_secs() < 30, "the vector never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The worker has sent its result by now or is about to; the next search has a cached vector
+    // and a fresh scan, which a zero wait can still miss, so allow a few tries.
+    let mut dense_seen = false;
+    for _ in 0..50 {
+        let again = service.search_with(Ranker::Learned, &g, q, 10).unwrap();
+        if again.iter().any(|r| r.breakdown["dense"] > 0.0) {
+            dense_seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        dense_seen,
+        "dense candidates never appeared once the vector was cached"
+    );
 }

@@ -26,6 +26,9 @@ pub use service::{MAX_QUERY_CHARS, Ranker, SearchError, SearchResult, SearchServ
 pub struct RankingSettings {
     /// Where trained ranker versions are written and loaded from.
     pub model_dir: PathBuf,
+    /// Longest wait, in milliseconds, for the query's vector before a search goes on without
+    /// dense candidates.
+    pub dense_wait_ms: u64,
     #[serde(flatten)]
     pub rules: rules::Rules,
 }

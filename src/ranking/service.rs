@@ -86,6 +86,8 @@ pub struct SearchService {
     /// The catalog state the current snapshot was built from; the lock also serialises rebuilds.
     built_from: Arc<Mutex<Option<Fingerprint>>>,
     graph_weight: f32,
+    /// How long a search waits for the query's vector and nearest products.
+    dense_wait: std::time::Duration,
     rules: Arc<Rules>,
     model_dir: PathBuf,
     /// Embed products with a progress bar (CLI imports), not in the server's log.
@@ -113,6 +115,7 @@ impl SearchService {
             embedder,
             built_from: Arc::new(Mutex::new(None)),
             graph_weight,
+            dense_wait: std::time::Duration::from_millis(ranking.dense_wait_ms),
             rules: Arc::new(ranking.rules.clone()),
             model_dir: ranking.model_dir.clone(),
             progress: false,
@@ -300,12 +303,12 @@ impl SearchService {
         f: impl FnOnce(&Inputs<'_>, &QuerySpec, &Understanding) -> T,
     ) -> Result<T, SearchError> {
         let query = check(query)?;
-        let snapshot = self.snapshot.load();
+        let snapshot = self.snapshot.load_full();
         let signals = self.signals.load();
         let spec = QuerySpec::parse(query);
         let understanding = Understanding::new(graph, &spec);
         let dense_text = dense.then_some(understanding.dense_text.as_str());
-        self.with_dense_hits(&snapshot.dense, dense_text, |dense_hits| {
+        Ok(self.with_dense_hits(&snapshot, dense_text, |dense_hits| {
             let inputs = Inputs {
                 lexical: &snapshot.lexical,
                 graph,
@@ -316,49 +319,65 @@ impl SearchService {
                 rules,
             };
             f(&inputs, &spec, &understanding)
-        })
+        }))
     }
 
     /// Runs `f` with a way to get the query's dense hits (its vector and nearest products). The
     /// embedding (when not cached) and the nearest-neighbour scan run on another thread while `f`
-    /// runs its lexical and graph stages; the dense stage then waits for them. A failing model
-    /// means no dense candidates (logged), not a failed search.
+    /// runs its lexical and graph stages; the dense stage then waits for them, at most
+    /// `ranking.dense_wait_ms`. A model that fails or is stuck means no dense candidates for this
+    /// search (logged), never a failed or hung search; a late vector still lands in the cache.
     fn with_dense_hits<T>(
         &self,
-        dense: &DenseIndex,
+        snapshot: &Arc<Snapshot>,
         text: Option<&str>,
         f: impl FnOnce(&(dyn Fn() -> Option<Arc<DenseHits>> + Sync)) -> T,
-    ) -> Result<T, SearchError> {
+    ) -> T {
         let (Some(e), Some(text)) = (&self.embedder, text.filter(|t| !t.trim().is_empty())) else {
-            return Ok(f(&|| None));
+            return f(&|| None);
         };
-        let hits = move || match e.embed(&[text]) {
-            Ok(mut v) => v.pop().map(|v| {
-                let query = Quantized::new(&v);
-                let nearest = dense
-                    .nearest(&query, pipeline::DENSE_CANDIDATES)
-                    .into_iter()
-                    .map(|(id, cos)| (id.to_owned(), cos))
-                    .collect();
-                Arc::new(DenseHits { query, nearest })
-            }),
-            Err(err) => {
-                tracing::warn!(error = %err, "query embedding failed; searching without dense candidates");
-                None
-            }
-        };
-        Ok(std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                let _ = tx.send(hits());
-            });
-            let rx = std::sync::Mutex::new(rx);
-            let got: std::sync::OnceLock<Option<Arc<DenseHits>>> = std::sync::OnceLock::new();
-            f(&|| {
-                got.get_or_init(|| rx.lock().ok().and_then(|rx| rx.recv().ok()).flatten())
-                    .clone()
+        let (e, snapshot, owned) = (e.clone(), snapshot.clone(), text.to_owned());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let hits = match e.embed(&[owned.as_str()]) {
+                Ok(mut v) => v.pop().map(|v| {
+                    let query = Quantized::new(&v);
+                    let nearest = snapshot
+                        .dense
+                        .nearest(&query, pipeline::DENSE_CANDIDATES)
+                        .into_iter()
+                        .map(|(id, cos)| (id.to_owned(), cos))
+                        .collect();
+                    Arc::new(DenseHits { query, nearest })
+                }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "query embedding failed; searching without dense candidates");
+                    None
+                }
+            };
+            // The search may have stopped waiting; then nobody receives this.
+            let _ = tx.send(hits);
+        });
+        let wait = self.dense_wait;
+        let rx = std::sync::Mutex::new(rx);
+        let got: std::sync::OnceLock<Option<Arc<DenseHits>>> = std::sync::OnceLock::new();
+        f(&|| {
+            got.get_or_init(|| {
+                let rx = rx.lock().ok()?;
+                match rx.recv_timeout(wait) {
+                    Ok(hits) => hits,
+                    Err(_) => {
+                        tracing::warn!(
+                            query = text,
+                            wait_ms = wait.as_millis() as u64,
+                            "query vector not ready in time; searching without dense candidates"
+                        );
+                        None
+                    }
+                }
             })
-        }))
+            .clone()
+        })
     }
 
     /// BM25 search over the current snapshot: the baseline, without filters.
