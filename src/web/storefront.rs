@@ -123,15 +123,15 @@ pub async fn index(
             more,
         )
     } else {
-        let hits = state
-            .search
-            .search_with(
-                Ranker::default(),
-                &state.graph.current(),
-                &query,
-                PAGE_SIZE as usize,
-            )
-            .map_err(AppError::from)?;
+        // Embedding the query and scoring are CPU work (and may wait on the model thread): keep
+        // them off the async workers, as the API does.
+        let (search, graph, q) = (state.search.clone(), state.graph.current(), query.clone());
+        let hits = tokio::task::spawn_blocking(move || {
+            search.search_with(Ranker::default(), &graph, &q, PAGE_SIZE as usize)
+        })
+        .await
+        .map_err(|e| AppError::Search(e.into()))?
+        .map_err(AppError::from)?;
         let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
         let mut products = repo::get_products(&state.pool, &ids).await?;
         products.sort_by_key(|p| ids.iter().position(|id| *id == p.id));
