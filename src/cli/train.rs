@@ -13,7 +13,7 @@ use super::eval::read_labelled;
 use crate::config::Settings;
 use crate::ranking::learned::{self, ModelInfo};
 use crate::ranking::train::{ListExample, TrainOptions, train};
-use crate::ranking::{SearchService, features::FEATURES, feedback};
+use crate::ranking::{features::FEATURES, feedback};
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -88,8 +88,7 @@ async fn build_and_train(
     let mut lists = Vec::new();
     let mut skipped = 0;
     for q in &labelled {
-        let search: &SearchService = &catalog.search;
-        let mut candidates = match search.candidates(&graph, &q.query) {
+        let mut candidates = match catalog.search.candidates(&graph, &q.query) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("skipping {} ({:?}): {e}", q.id, q.query);

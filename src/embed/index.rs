@@ -122,19 +122,20 @@ impl DenseIndex {
         }
         // Large indexes are scanned in parallel chunks (each chunk is a contiguous block of rows).
         use rayon::prelude::*;
-        let score_rows = |first: usize, rows: &[i8]| -> Vec<(i32, u32)> {
+        // The query's scale is common to every row, so rows rank by their scaled integer product.
+        let score_rows = |first: usize, rows: &[i8]| -> Vec<(f32, u32)> {
             rows.chunks_exact(self.dim)
                 .enumerate()
                 .map(|(i, row)| {
                     let slot = first + i;
-                    // Rank on the integer product scaled by the row's scale (the query's scale is
-                    // common to all rows).
-                    let s = dot(&query.codes, row) as f32 * self.scales[slot] * 1e4;
-                    (s as i32, slot as u32)
+                    (
+                        dot(&query.codes, row) as f32 * self.scales[slot],
+                        slot as u32,
+                    )
                 })
                 .collect()
         };
-        let mut scored: Vec<(i32, u32)> = if self.len() > SCAN_CHUNK {
+        let mut scored: Vec<(f32, u32)> = if self.len() > SCAN_CHUNK {
             self.codes
                 .par_chunks(SCAN_CHUNK * self.dim)
                 .enumerate()
@@ -145,17 +146,12 @@ impl DenseIndex {
         };
         let k = k.min(scored.len());
         if k < scored.len() {
-            scored.select_nth_unstable_by(k - 1, |a, b| b.0.cmp(&a.0));
+            scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
             scored.truncate(k);
         }
         let mut out: Vec<(&str, f32)> = scored
             .into_iter()
-            .map(|(_, slot)| {
-                let slot = slot as usize;
-                let cos =
-                    dot(&query.codes, self.row(slot)) as f32 * query.scale * self.scales[slot];
-                (self.ids[slot].as_str(), cos)
-            })
+            .map(|(s, slot)| (self.ids[slot as usize].as_str(), s * query.scale))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
         out

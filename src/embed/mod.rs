@@ -17,8 +17,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 pub use index::{DenseIndex, Quantized};
 
-/// Vectors remembered by text (queries repeat, and re-imports embed the same texts); the cache is
-/// emptied when it fills.
+/// Query vectors remembered by text (shoppers repeat queries); the cache is emptied when it fills.
 const CACHE_ENTRIES: usize = 50_000;
 
 /// Longest input in tokens; longer texts are truncated (the model was trained on 128).
@@ -176,8 +175,9 @@ impl Embedder {
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
     }
 
-    /// Embeds many texts in batches of `batch`, reporting progress after each batch. Texts are
-    /// batched by length so that little padding is computed.
+    /// Embeds many texts (products) in batches of `batch`, reporting progress after each batch.
+    /// Texts are batched by length so that little padding is computed. The cache is bypassed: it
+    /// is for queries, and product vectors are kept in Postgres.
     pub fn embed_all(
         &self,
         texts: &[String],
@@ -189,7 +189,7 @@ impl Embedder {
         let mut out = vec![Vec::new(); texts.len()];
         for chunk in order.chunks(batch.max(1)) {
             let batch_texts: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-            for (&i, v) in chunk.iter().zip(self.embed(&batch_texts)?) {
+            for (&i, v) in chunk.iter().zip(self.embed_uncached(&batch_texts)?) {
                 out[i] = v;
             }
             progress(chunk.len());

@@ -36,14 +36,16 @@ pub fn utility(kind: &str) -> f32 {
 
 /// Position-debiased engagement per product, `ln(1 + max(0, Σ utility × ips))`.
 pub async fn popularity(pool: &PgPool) -> Result<HashMap<String, f32>, sqlx::Error> {
-    let rows: Vec<(String, String, Option<i32>)> = sqlx::query_as(
-        "select product_id, kind, position from feedback_events where product_id is not null",
+    // One row per (product, kind, position): the log can be long, its distinct keys are few.
+    let rows: Vec<(String, String, Option<i32>, i64)> = sqlx::query_as(
+        "select product_id, kind, position, count(*) from feedback_events
+         where product_id is not null group by 1, 2, 3",
     )
     .fetch_all(pool)
     .await?;
     let mut sums: HashMap<String, f32> = HashMap::new();
-    for (id, kind, pos) in rows {
-        *sums.entry(id).or_default() += utility(&kind) * ips(pos);
+    for (id, kind, pos, n) in rows {
+        *sums.entry(id).or_default() += utility(&kind) * ips(pos) * n as f32;
     }
     Ok(sums
         .into_iter()
@@ -54,15 +56,16 @@ pub async fn popularity(pool: &PgPool) -> Result<HashMap<String, f32>, sqlx::Err
 /// Graded labels from feedback: per logged query, products with debiased utility ≥ 3 get 2,
 /// ≥ 1 get 1. Queries are compared case-folded.
 pub async fn labels(pool: &PgPool) -> Result<Vec<(String, HashMap<String, u8>)>, sqlx::Error> {
-    let rows: Vec<(String, String, String, Option<i32>)> = sqlx::query_as(
-        "select lower(btrim(query)), product_id, kind, position from feedback_events
-         where query is not null and product_id is not null",
+    let rows: Vec<(String, String, String, Option<i32>, i64)> = sqlx::query_as(
+        "select lower(btrim(query)), product_id, kind, position, count(*) from feedback_events
+         where query is not null and product_id is not null group by 1, 2, 3, 4",
     )
     .fetch_all(pool)
     .await?;
     let mut by_query: HashMap<String, HashMap<String, f32>> = HashMap::new();
-    for (q, id, kind, pos) in rows {
-        *by_query.entry(q).or_default().entry(id).or_default() += utility(&kind) * ips(pos);
+    for (q, id, kind, pos, n) in rows {
+        *by_query.entry(q).or_default().entry(id).or_default() +=
+            utility(&kind) * ips(pos) * n as f32;
     }
     let mut out: Vec<(String, HashMap<String, u8>)> = by_query
         .into_iter()

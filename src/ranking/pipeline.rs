@@ -62,6 +62,15 @@ pub struct DenseHits {
     pub nearest: Vec<(String, f32)>,
 }
 
+/// Stages 1–2's output.
+pub struct Candidates {
+    pub list: Vec<Candidate>,
+    /// Why filters were relaxed, if they were.
+    pub notes: Vec<String>,
+    /// The query's analysed terms (for explaining matches later).
+    pub terms: super::lexical::QueryTerms,
+}
+
 /// A candidate after filtering, with its features.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -85,11 +94,7 @@ pub struct Ranked {
 }
 
 /// Stages 1 and 2: the candidates that pass the query's hard filters, with their features.
-pub fn candidates(
-    inp: &Inputs<'_>,
-    spec: &QuerySpec,
-    u: &Understanding,
-) -> (Vec<Candidate>, Vec<String>) {
+pub fn candidates(inp: &Inputs<'_>, spec: &QuerySpec, u: &Understanding) -> Candidates {
     let terms = inp.lexical.query_terms(&spec.text);
     let hits = inp
         .lexical
@@ -178,7 +183,11 @@ pub fn candidates(
             id,
         })
         .collect();
-    (out, notes)
+    Candidates {
+        list: out,
+        notes,
+        terms,
+    }
 }
 
 fn median(mut v: Vec<f32>) -> f32 {
@@ -214,12 +223,15 @@ pub fn rank(
     scorer: Scorer<'_>,
     limit: usize,
 ) -> Vec<Ranked> {
-    let (candidates, notes) = candidates(inp, spec, u);
+    let Candidates {
+        list: candidates,
+        notes,
+        terms,
+    } = candidates(inp, spec, u);
     let scores = score(&candidates, scorer);
     let order = rules::apply(inp, spec, &candidates, &scores, limit);
 
     // Explanations only for what is shown.
-    let terms = inp.lexical.query_terms(&spec.text);
     let sources: Vec<&crate::graph::NodeRef> = u
         .nodes
         .iter()

@@ -18,8 +18,8 @@ const FIRST_PAGE: usize = 10;
 /// Results diversity re-orders, at most.
 const DIVERSITY_WINDOW: usize = 60;
 
-/// Rules from config (`[ranking]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// Rules from config (`[ranking]`). The default applies none of them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Rules {
     /// Maximal-marginal-relevance trade-off: 0 turns diversity off; 0.2 gives up a fifth of the
     /// (normalised) score for novelty.
@@ -32,18 +32,6 @@ pub struct Rules {
     pub pins: Vec<Pin>,
     #[serde(default)]
     pub boosts: Vec<Boost>,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Self {
-            diversity: 0.0,
-            max_per_brand: 0,
-            out_of_stock_penalty: 0.0,
-            pins: Vec::new(),
-            boosts: Vec::new(),
-        }
-    }
 }
 
 /// Put `product` first for a query (compared case- and space-insensitively).

@@ -287,7 +287,7 @@ impl SearchService {
     ) -> Result<Vec<pipeline::Candidate>, SearchError> {
         let (rules, affinity) = (Rules::default(), Affinity::default());
         self.run(graph, query, true, &rules, &affinity, |inputs, spec, u| {
-            pipeline::candidates(inputs, spec, u).0
+            pipeline::candidates(inputs, spec, u).list
         })
     }
 

@@ -52,8 +52,7 @@ pub async fn demo_state(pool: PgPool) -> AppState {
     state(pool).await
 }
 
-/// The embedding model, loaded once per test binary (its cache then spares re-embedding the same
-/// catalog in every test database). Tests need `scripts/models.sh` to have run.
+/// The embedding model, loaded once per test binary. Tests need `scripts/models.sh` to have run.
 pub fn embedder() -> Arc<aisle::embed::Embedder> {
     static EMBEDDER: std::sync::OnceLock<Arc<aisle::embed::Embedder>> = std::sync::OnceLock::new();
     EMBEDDER
