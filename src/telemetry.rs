@@ -43,6 +43,8 @@ pub struct Metrics {
     pub search_requests: Counter,
     pub catalog_products: Gauge,
     pub index_rebuilds: Counter,
+    /// Queue depth, time to first token and decode speed of the language model.
+    pub llm: crate::llm::LlmMetrics,
 }
 
 impl Metrics {
@@ -80,8 +82,11 @@ impl Metrics {
             "Lexical index rebuilds",
             index_rebuilds.clone(),
         );
+        let llm = crate::llm::LlmMetrics::default();
+        llm.register(&mut registry);
         Self {
             registry: Arc::new(registry),
+            llm,
             http_requests,
             http_duration,
             search_requests,

@@ -404,3 +404,69 @@ async fn train_writes_a_versioned_ranker_that_eval_then_uses(pool: PgPool) {
         assert!(ndcg > 0.0 && ndcg <= 1.0, "{summary}");
     }
 }
+
+#[test]
+fn batch_parse_answers_every_line_in_order_with_the_contract_shape() {
+    let csv_path = common::shared_data("flipkart_sample/products.csv");
+    let samples = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/eval-samples/intents.sample.jsonl"),
+    )
+    .unwrap();
+    let rows: Vec<Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut input = samples.clone().into_bytes();
+    input.extend_from_slice(b"{\"id\": 7, \"text\": \"hello\"}\n{broken\n");
+    let mut child = aisle()
+        .args(["batch", "parse", "--llm", "auto", "--catalog"])
+        .arg(&csv_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), rows.len() + 2);
+    let intents = [
+        "product_search",
+        "product_question",
+        "compare",
+        "order_status",
+        "return_refund",
+        "shipping_info",
+        "human_agent",
+        "greeting",
+        "out_of_scope",
+    ];
+    for (row, line) in rows.iter().zip(&lines) {
+        assert_eq!(line["id"], row["id"]);
+        assert!(
+            intents.contains(&line["intent"].as_str().unwrap()),
+            "{line}"
+        );
+        assert!(line["slots"].is_object(), "{line}");
+    }
+    let order = lines
+        .iter()
+        .find(|l| l["slots"]["order_id"] == "OD4412873")
+        .unwrap();
+    assert_eq!(order["intent"], "order_status");
+    assert_eq!(lines[rows.len()]["id"], 7);
+    assert_eq!(lines[rows.len()]["intent"], "greeting");
+    assert!(
+        lines[rows.len() + 1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid input line")
+    );
+}

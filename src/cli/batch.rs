@@ -26,6 +26,15 @@ pub enum BatchCommand {
         #[arg(long, value_enum, default_value_t = Ranker::Learned)]
         ranker: Ranker,
     },
+    /// Dialogue understanding: in `{"id","history":[{"role","text"}],"text"}`, out
+    /// `{"id","intent","slots"}`.
+    Parse {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// When the LLM path runs (default: intent.llm from the settings).
+        #[arg(long, value_enum)]
+        llm: Option<crate::intent::LlmMode>,
+    },
 }
 
 #[derive(Args)]
@@ -57,6 +66,25 @@ impl Catalog {
         settings: &Settings,
         path: Option<&Path>,
         with_demo: bool,
+    ) -> anyhow::Result<Self> {
+        Self::open_inner(settings, path, with_demo, true).await
+    }
+
+    /// The catalog and its knowledge graph without the search index (dialogue understanding
+    /// needs the graph only, and indexing embeds every product).
+    pub async fn open_graph(
+        settings: &Settings,
+        path: Option<&Path>,
+        with_demo: bool,
+    ) -> anyhow::Result<Self> {
+        Self::open_inner(settings, path, with_demo, false).await
+    }
+
+    async fn open_inner(
+        settings: &Settings,
+        path: Option<&Path>,
+        with_demo: bool,
+        index: bool,
     ) -> anyhow::Result<Self> {
         let db = match path {
             Some(path) => {
@@ -106,10 +134,12 @@ impl Catalog {
         let search = SearchService::from_settings(settings)?.with_progress();
         let graph = GraphService::new();
         let built = async {
-            search
-                .refresh(&db.pool)
-                .await
-                .context("building the search index")?;
+            if index {
+                search
+                    .refresh(&db.pool)
+                    .await
+                    .context("building the search index")?;
+            }
             graph
                 .seed_if_empty(&db.pool, &settings.graph.dir)
                 .await
@@ -137,8 +167,30 @@ pub async fn run(settings: Settings, cmd: BatchCommand) -> anyhow::Result<()> {
         BatchCommand::Search { catalog, ranker } => {
             let catalog = Catalog::open(&settings, catalog.catalog.as_deref()).await?;
             let graph = catalog.graph.current();
-            let result =
-                answer_lines(|line| search_line(&catalog.search, ranker, &graph, line)).await;
+            let result = answer_lines(
+                async |line: &str| search_line(&catalog.search, ranker, &graph, line),
+                |error| json!({"id": null, "results": [], "error": error}),
+            )
+            .await;
+            catalog.close().await?;
+            result
+        }
+        BatchCommand::Parse { catalog, llm } => {
+            let catalog = Catalog::open_graph(&settings, catalog.catalog.as_deref(), false).await?;
+            let parser = super::intents::parser(&settings, &catalog, llm).await;
+            let result = match parser {
+                Ok(parser) => {
+                    let graph = catalog.graph.current();
+                    answer_lines(
+                        async |line: &str| {
+                            super::intents::parse_line(&parser, &graph, line, llm).await
+                        },
+                        super::intents::unreadable,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             catalog.close().await?;
             result
         }
@@ -173,7 +225,7 @@ fn search_line(
 }
 
 /// An output line for an input that could not be understood: its id if one can be read.
-fn error_line(line: &str, message: &str) -> Value {
+pub(super) fn error_line(line: &str, message: &str) -> Value {
     let id = serde_json::from_str::<Value>(line)
         .ok()
         .and_then(|v| v.get("id").cloned())
@@ -183,7 +235,10 @@ fn error_line(line: &str, message: &str) -> Value {
 
 /// Reads stdin line by line (invalid UTF-8 and blank lines included: each gets an answer, blank
 /// lines excepted) and writes `answer(line)` for each.
-async fn answer_lines(mut answer: impl FnMut(&str) -> Value) -> anyhow::Result<()> {
+async fn answer_lines(
+    mut answer: impl AsyncFnMut(&str) -> Value,
+    unreadable: impl Fn(String) -> Value,
+) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
     let mut buf = Vec::new();
@@ -199,10 +254,11 @@ async fn answer_lines(mut answer: impl FnMut(&str) -> Value) -> anyhow::Result<(
         }
         let value = match std::str::from_utf8(&buf) {
             Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => answer(line.trim()),
-            Err(e) => {
-                json!({"id": null, "results": [], "error": format!("input line is not valid UTF-8 (byte {})", e.valid_up_to())})
-            }
+            Ok(line) => answer(line.trim()).await,
+            Err(e) => unreadable(format!(
+                "input line is not valid UTF-8 (byte {})",
+                e.valid_up_to()
+            )),
         };
         let mut text = serde_json::to_string(&value)?;
         text.push('\n');

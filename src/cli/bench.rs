@@ -22,6 +22,28 @@ pub enum BenchCommand {
     Search(SearchBenchArgs),
     /// Embedding model: one-query latency (uncached) and batch throughput.
     Embed(EmbedBenchArgs),
+    /// The local LLM: prefill and decode speed on a fixed synthetic prompt, time to first token,
+    /// and peak RSS (scripts/bench-llm.sh runs llama.cpp on the same prompt for the ratios).
+    Llm(LlmBenchArgs),
+}
+
+#[derive(Args)]
+pub struct LlmBenchArgs {
+    /// Prompt length in tokens (bench/llm-prompt.txt, tokenized and repeated to this length).
+    #[arg(long, default_value_t = 256)]
+    prompt_tokens: usize,
+    /// Tokens to generate (end-of-sequence is suppressed).
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// CPU threads (default: llm.threads, or every core when that is 0).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Print only the JSON line (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -77,6 +99,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kg(args) => args,
         BenchCommand::Search(args) => return search(settings, args).await,
         BenchCommand::Embed(args) => return embed(settings, args),
+        BenchCommand::Llm(args) => return llm(settings, args).await,
     };
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)
@@ -248,5 +271,99 @@ async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()>
     }
     catalog.close().await?;
     println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}
+
+/// The synthetic prompt text both benchmarks tokenize (scripts/bench_llamacpp.py reads the same file).
+const LLM_PROMPT: &str = include_str!("../../bench/llm-prompt.txt");
+
+async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
+    use crate::llm::LocalBackend;
+    anyhow::ensure!(
+        args.prompt_tokens > 0 && args.gen_tokens > 1,
+        "--prompt-tokens must be positive and --gen-tokens at least 2"
+    );
+    let threads = args
+        .threads
+        .filter(|t| *t > 0)
+        .or(Some(settings.llm.threads).filter(|t| *t > 0))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut llm_settings = settings.llm.clone();
+    llm_settings.threads = threads;
+    llm_settings.max_concurrent = 1;
+    let model = std::fs::canonicalize(&llm_settings.model)
+        .with_context(|| format!("{} (run scripts/models.sh)", llm_settings.model.display()))?;
+    llm_settings.model = model.clone();
+    let started = Instant::now();
+    let backend = LocalBackend::load(&llm_settings).await?;
+    eprintln!(
+        "llm: loaded {} in {:.1} s with {threads} threads",
+        model.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let pattern = backend.tokenize(LLM_PROMPT).await?;
+    anyhow::ensure!(
+        !pattern.is_empty(),
+        "the benchmark prompt tokenizes to nothing"
+    );
+    let prompt: Vec<u32> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(args.prompt_tokens)
+        .collect();
+    // Warm-up: first-call allocations and kernel selection.
+    backend
+        .complete_tokens(prompt[..prompt.len().min(16)].to_vec(), 4)
+        .await?;
+    let mut runs = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let t = backend
+            .complete_tokens(prompt.clone(), args.gen_tokens)
+            .await?;
+        let ttft = t.first_token.unwrap_or(t.last_token).as_secs_f64();
+        let decode = (t.last_token.as_secs_f64() - ttft).max(1e-9);
+        let tokens = if t.completion_tokens > 0 {
+            t.completion_tokens
+        } else {
+            t.chunks
+        };
+        let (prefill, dec) = (
+            args.prompt_tokens as f64 / ttft,
+            (tokens.saturating_sub(1)) as f64 / decode,
+        );
+        eprintln!(
+            "run {}: ttft {:.1} ms, prefill {prefill:.1} tok/s, decode {dec:.1} tok/s ({tokens} tokens)",
+            run + 1,
+            ttft * 1e3
+        );
+        runs.push((ttft, prefill, dec));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ttft = median(runs.iter().map(|r| r.0).collect());
+    let prefill = median(runs.iter().map(|r| r.1).collect());
+    let decode = median(runs.iter().map(|r| r.2).collect());
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let line = json!({
+        "model": model.display().to_string(),
+        "threads": threads,
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "prefill_tok_s": round(prefill),
+        "decode_tok_s": round(decode),
+        "ttft_ms": round(ttft * 1e3),
+        "rss_mb": round(crate::telemetry::peak_rss_mb()),
+    });
+    if !args.json {
+        eprintln!(
+            "llm: prefill {prefill:.1} tok/s, decode {decode:.1} tok/s, ttft {:.1} ms, peak RSS {:.0} MB",
+            ttft * 1e3,
+            crate::telemetry::peak_rss_mb()
+        );
+    }
+    println!("{line}");
     Ok(())
 }

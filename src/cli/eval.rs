@@ -30,6 +30,9 @@ pub enum EvalCommand {
         #[arg(long)]
         verbose: bool,
     },
+    /// Intent accuracy, slot F1 and per-path latency (fast path, LLM path, both mixed) on a
+    /// labelled file; the last line is a JSON summary.
+    Intents(super::intents::EvalIntentsArgs),
 }
 
 /// One labelled query.
@@ -54,12 +57,15 @@ pub fn read_labelled(file: &std::path::Path) -> anyhow::Result<Vec<Labelled>> {
 }
 
 pub async fn run(settings: Settings, cmd: EvalCommand) -> anyhow::Result<()> {
-    let EvalCommand::Ranking {
-        file,
-        catalog,
-        with_demo,
-        verbose,
-    } = cmd;
+    let (file, catalog, with_demo, verbose) = match cmd {
+        EvalCommand::Ranking {
+            file,
+            catalog,
+            with_demo,
+            verbose,
+        } => (file, catalog, with_demo, verbose),
+        EvalCommand::Intents(args) => return super::intents::eval(settings, args).await,
+    };
     let queries = read_labelled(&file)?;
     let catalog = Catalog::open_with(&settings, catalog.catalog.as_deref(), with_demo).await?;
     let graph = catalog.graph.current();

@@ -5,6 +5,7 @@ mod batch;
 mod bench;
 mod eval;
 mod import;
+mod intents;
 mod kg;
 mod serve;
 mod train;

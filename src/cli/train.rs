@@ -19,6 +19,9 @@ use crate::ranking::{features::FEATURES, feedback};
 pub enum TrainCommand {
     /// Train the learned ranker; prints a JSON summary as the last line.
     Ranker(RankerArgs),
+    /// Train the intent classifier on our labelled messages and the mapped public sets; prints
+    /// a JSON summary as the last line.
+    Intents(super::intents::TrainIntentsArgs),
 }
 
 #[derive(Args)]
@@ -48,7 +51,10 @@ pub struct RankerArgs {
 const LIST_CANDIDATES: usize = 400;
 
 pub async fn run(settings: Settings, cmd: TrainCommand) -> anyhow::Result<()> {
-    let TrainCommand::Ranker(args) = cmd;
+    let args = match cmd {
+        TrainCommand::Ranker(args) => args,
+        TrainCommand::Intents(args) => return super::intents::train(settings, args).await,
+    };
     let mut labelled = Vec::new();
     for file in &args.queries {
         labelled.extend(read_labelled(file)?);

@@ -233,6 +233,16 @@ impl KnowledgeGraph {
     /// A phrase inside a longer one ("男士" in "男士袜子") is kept only for the facet values it
     /// names (the gender), since the longer phrase already stands for the rest.
     pub fn resolve(&self, text: &str) -> Vec<PhraseMatch> {
+        self.resolve_phrases(text, true)
+    }
+
+    /// As [`KnowledgeGraph::resolve`], but categories and brands of any catalog count, stocked
+    /// or not: understanding "a saree" does not depend on the store selling sarees.
+    pub fn resolve_any(&self, text: &str) -> Vec<PhraseMatch> {
+        self.resolve_phrases(text, false)
+    }
+
+    fn resolve_phrases(&self, text: &str, stocked_only: bool) -> Vec<PhraseMatch> {
         let hits = self.lexicon.find(text);
         // First the nodes each phrase names in this catalog; a phrase naming none (another
         // catalog's category) does not hide the phrases inside it.
@@ -244,7 +254,9 @@ impl KnowledgeGraph {
                     .iter()
                     .map(|&slot| self.node_ref(NodeIndex::new(slot as usize)))
                     .filter(|n| {
-                        n.products > 0 || !matches!(n.kind, NodeKind::Category | NodeKind::Brand)
+                        !stocked_only
+                            || n.products > 0
+                            || !matches!(n.kind, NodeKind::Category | NodeKind::Brand)
                     })
                     .collect();
                 (!nodes.is_empty()).then_some((hit, nodes))

@@ -124,14 +124,8 @@ impl RankerModel {
             path: path.to_owned(),
             message,
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
-        let info: ModelInfo = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("aisle_ranker"))
-            .ok_or_else(|| invalid("no aisle_ranker metadata".into()))
-            .and_then(|t| serde_json::from_str(t).map_err(|e| invalid(e.to_string())))?;
+        let info: ModelInfo =
+            crate::modelfile::read_info(bytes, "aisle_ranker").map_err(invalid)?;
         if info.features != FEATURES {
             return Err(invalid(format!(
                 "trained on features {:?}, this build computes {:?}",
@@ -156,19 +150,13 @@ impl RankerModel {
     }
 }
 
-/// Writes the trained parameters with `info` to `dir/ranker-v<version>.safetensors` (through a
-/// temporary file and a rename, so a watcher never reads half a file).
+/// Writes the trained parameters with `info` to `dir/ranker-v<version>.safetensors`.
 pub fn save(
     dir: &Path,
     varmap: &VarMap,
     mlp: &Mlp,
     info: &ModelInfo,
 ) -> Result<PathBuf, ModelError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut tensors: HashMap<String, Tensor> = varmap
         .data()
         .lock()
@@ -178,43 +166,14 @@ pub fn save(
         .collect();
     tensors.insert("norm.mean".into(), mlp.mean().clone());
     tensors.insert("norm.std".into(), mlp.std().clone());
-    let metadata = HashMap::from([(
-        "aisle_ranker".to_owned(),
-        serde_json::to_string(info).unwrap_or_default(),
-    )]);
-    let path = dir.join(format!("ranker-v{}.safetensors", info.version));
-    let tmp = dir.join(format!(".ranker-v{}.safetensors.part", info.version));
-    let views: Vec<(String, Tensor)> = tensors.into_iter().collect();
-    safetensors::serialize_to_file(
-        views.iter().map(|(k, t)| (k.as_str(), t)),
-        Some(metadata),
-        &tmp,
-    )
-    .map_err(|e| ModelError::Invalid {
-        path: tmp.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(path)
+    crate::modelfile::write_versioned(dir, "ranker", info.version, tensors, "aisle_ranker", info)
+        .map_err(|message| ModelError::Invalid {
+            path: dir.to_owned(),
+            message,
+        })
 }
 
 /// Model files in `dir`, newest version first.
 pub fn versions(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u64, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let v = name
-                .strip_prefix("ranker-v")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
-            Some((v, e.path()))
-        })
-        .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found
+    crate::modelfile::versions(dir, "ranker")
 }

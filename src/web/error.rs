@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
 use crate::graph::GraphError;
+use crate::llm::LlmError;
 use crate::ranking::SearchError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum AppError {
     Db(#[source] sqlx::Error),
     #[error("page rendering failed")]
     Render(#[from] askama::Error),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
 }
 
 impl From<sqlx::Error> for AppError {
@@ -113,6 +116,13 @@ impl AppError {
             Self::Search(_) => (StatusCode::INTERNAL_SERVER_ERROR, "search_error"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Render(_) => (StatusCode::INTERNAL_SERVER_ERROR, "render_error"),
+            Self::Llm(LlmError::Overloaded { .. }) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Self::Llm(LlmError::Timeout(_)) => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
+            Self::Llm(LlmError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::Llm(LlmError::Cancelled) => (StatusCode::BAD_REQUEST, "cancelled"),
+            Self::Llm(LlmError::Load(_) | LlmError::Backend(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+            }
         }
     }
 
@@ -153,7 +163,12 @@ impl IntoResponse for AppError {
             Json(json!({"error": {"code": code, "message": message}})),
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Self::Llm(LlmError::Overloaded { retry_after, .. }) = &self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
+                response.headers_mut().insert("retry-after", v);
+            }
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("5"));
@@ -174,11 +189,30 @@ struct ErrorPage<'a> {
 #[derive(Debug)]
 pub struct PageError(pub AppError);
 
-impl<E: Into<AppError>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        Self(e.into())
-    }
+// One impl per error type rather than a blanket `impl<E: Into<AppError>>`, which a dependency's
+// impl (smallvec's, via mistral.rs) makes incoherent.
+macro_rules! page_error_from {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for PageError {
+            fn from(e: $t) -> Self {
+                Self(e.into())
+            }
+        })*
+    };
 }
+
+page_error_from!(
+    AppError,
+    AuthError,
+    GraphError,
+    CatalogError,
+    SearchError,
+    LlmError,
+    sqlx::Error,
+    askama::Error,
+    JsonRejection,
+    QueryRejection,
+);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -194,5 +228,27 @@ impl IntoResponse for PageError {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, message).into_response(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overloaded_model_is_429_with_retry_after() {
+        let e = AppError::from(LlmError::Overloaded {
+            waiting: 16,
+            retry_after: std::time::Duration::from_secs(3),
+        });
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.to_str().ok()),
+            Some(Some("3"))
+        );
+        let r =
+            AppError::from(LlmError::Timeout(std::time::Duration::from_secs(1))).into_response();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
     }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# aisle's LLM engine (mistral.rs) against llama.cpp on the same GGUF, prompt and thread count, in one
+# run: `aisle bench llm --json`, then scripts/bench-llamacpp.sh with the same arguments, then the
+# ratios. Run it on a quiet machine: both engines use every thread they are given.
+# Usage: scripts/bench-llm.sh [--prompt-tokens N] [--gen-tokens M] [--threads T] [--runs R]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
+scripts/models.sh >&2
+cargo build --release --quiet --bin aisle
+ours=$("$target/release/aisle" bench llm --json "$@" | tail -n 1)
+theirs=$(scripts/bench-llamacpp.sh --json "$@" | tail -n 1)
+python3 - "$ours" "$theirs" <<'PY'
+import json, sys
+ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+ratio = lambda k: round(ours[k] / theirs[k], 3) if theirs.get(k) else None
+print(json.dumps({
+    "mistralrs": ours,
+    "llamacpp": theirs,
+    "ratio": {
+        "prefill": ratio("prefill_tok_s"),
+        "decode": ratio("decode_tok_s"),
+        "ttft": ratio("ttft_ms"),
+        "rss": ratio("rss_mb"),
+    },
+}))
+PY
