@@ -157,7 +157,8 @@ async fn refinements_questions_and_service_turns_carry_what_the_contract_says(po
 async fn prices_in_many_notations(pool: PgPool) {
     let g = graph(&pool).await;
     let p = parser();
-    let cases: &[(&str, Option<f64>, Option<f64>, Option<&str>)] = &[
+    type Case<'a> = (&'a str, Option<f64>, Option<f64>, Option<&'a str>);
+    let cases: &[Case<'_>] = &[
         ("bedsheet under 1,500", None, Some(1500.0), None),
         (
             "kurta between 500 and 1000 rupees",

@@ -80,7 +80,7 @@ fn constrained_json_always_parses_against_the_schema() {
             "}}}]]] \" \\ null",
         ] {
             let request = chat(message)
-                .max_tokens(120)
+                .max_tokens(aisle::intent::llm::MAX_TOKENS)
                 .constraint(Constraint::JsonSchema(schema.clone()));
             let c = llm.generate(request).await.unwrap();
             let v: serde_json::Value = serde_json::from_str(c.text.trim())

@@ -165,7 +165,7 @@ mod tests {
         assert!(lists_products(
             "1. Titan Neo analog watch ₹2,495\n2. Fastrack ₹1,299"
         ));
-        assert!(lists_products("Here you go: - Red flats Rs. 799"));
+        assert!(lists_products("Here you go:\n- Red flats Rs. 799"));
         assert!(!lists_products("Your order ships tomorrow."));
     }
 }

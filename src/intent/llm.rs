@@ -29,6 +29,10 @@ kids, unisex), order_id, product_ref (the words that point at a shown product, l
 /// The JSON schema the model's output must follow.
 pub fn schema() -> Value {
     let intents: Vec<&str> = Intent::ALL.iter().map(|i| i.as_str()).collect();
+    // Every value is bounded (strings by length, prices by magnitude), so the whole object always
+    // fits in `MAX_TOKENS` and the output parses even when a small model rambles inside a value.
+    let text = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max});
+    let price = json!({"type": "integer", "minimum": 0, "maximum": 99_999_999});
     json!({
         "type": "object",
         "properties": {
@@ -36,17 +40,17 @@ pub fn schema() -> Value {
             "slots": {
                 "type": "object",
                 "properties": {
-                    "category": {"type": "string"},
-                    "brand": {"type": "string"},
-                    "max_price": {"type": "number"},
-                    "min_price": {"type": "number"},
+                    "category": text(40),
+                    "brand": text(40),
+                    "max_price": price,
+                    "min_price": price,
                     "currency": {"type": "string", "enum": ["INR", "USD", "CNY"]},
-                    "color": {"type": "string"},
-                    "material": {"type": "string"},
+                    "color": text(24),
+                    "material": text(24),
                     "occasion": {"type": "string", "enum": ["party", "formal", "wedding", "sports", "office", "festive", "travel"]},
                     "gender": {"type": "string", "enum": ["men", "women", "kids", "unisex"]},
-                    "order_id": {"type": "string"},
-                    "product_ref": {"type": "string"}
+                    "order_id": text(24),
+                    "product_ref": text(40)
                 },
                 "additionalProperties": false
             }
@@ -55,6 +59,9 @@ pub fn schema() -> Value {
         "additionalProperties": false
     })
 }
+
+/// Enough tokens for the largest object the schema allows (every slot at its longest).
+pub const MAX_TOKENS: usize = 720;
 
 /// What the model answered, before grounding.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,7 +107,7 @@ pub async fn extract(
         ChatMessage::new(Role::System, SYSTEM),
         ChatMessage::new(Role::User, user),
     ])
-    .max_tokens(160)
+    .max_tokens(MAX_TOKENS)
     .constraint(Constraint::JsonSchema(schema()))
     .timeout(timeout);
     let completion = llm.generate(request).await?;
