@@ -184,12 +184,7 @@ fn train_on(
         };
         let state = parser.state_of(&graph, &row.history)?;
         let stated = crate::intent::slots::extract(&graph, &row.text);
-        let ctx = crate::intent::cues::Context {
-            products_shown: state.products_shown,
-            earlier_search: state.earlier_search,
-            earlier_service: state.earlier_service,
-            turns: state.turns,
-        };
+        let ctx = crate::intent::parser::context(&state);
         examples.push(Example {
             input: parser.input(&row.text, &stated, ctx)?,
             label,

@@ -115,8 +115,8 @@ pub struct TrainReport {
     pub per_intent: HashMap<String, usize>,
 }
 
-fn split(key: &str, every: u64) -> bool {
-    // FNV-1a: stable across runs and platforms.
+/// Whether `key` falls in the one-in-`every` share (FNV-1a: stable across runs and platforms).
+pub(super) fn split(key: &str, every: u64) -> bool {
     let h = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });

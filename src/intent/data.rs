@@ -50,10 +50,7 @@ pub enum Split {
 }
 
 fn heldout(text: &str) -> bool {
-    let h = text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
-    h % 5 == 0
+    super::classifier::split(text, 5)
 }
 
 fn keep(split: Split, text: &str) -> bool {

@@ -265,7 +265,8 @@ impl IntentParser {
     }
 }
 
-pub(super) fn context(state: &DialogueState) -> Context {
+/// The cue context a dialogue state gives.
+pub fn context(state: &DialogueState) -> Context {
     Context {
         products_shown: state.products_shown,
         earlier_search: state.earlier_search,
