@@ -3,12 +3,17 @@
 # run: `aisle bench llm --json`, then scripts/bench-llamacpp.sh with the same arguments, then the
 # ratios. Run it on a quiet machine: both engines use every thread they are given.
 # Usage: scripts/bench-llm.sh [--prompt-tokens N] [--gen-tokens M] [--threads T] [--runs R]
+# AISLE_BIN=path measures an already built aisle binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
 scripts/models.sh >&2
-cargo build --release --quiet --bin aisle
-ours=$("$target/release/aisle" bench llm --json "$@" | tail -n 1)
+bin=${AISLE_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --quiet --bin aisle
+    bin=$target/release/aisle
+fi
+ours=$("$bin" bench llm --json "$@" | tail -n 1)
 theirs=$(scripts/bench-llamacpp.sh --json "$@" | tail -n 1)
 python3 - "$ours" "$theirs" <<'PY'
 import json, sys

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod db;

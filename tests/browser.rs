@@ -58,6 +58,8 @@ fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> fantoccini::Client {
+    // Two crypto providers are linked into this binary, so rustls cannot pick one by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

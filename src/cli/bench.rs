@@ -297,9 +297,11 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let backend = LocalBackend::load(&llm_settings).await?;
     eprintln!(
-        "llm: loaded {} in {:.1} s with {threads} threads",
+        "llm: loaded {} in {:.1} s with {threads} threads ({} tensors rewritten as Q8_0 for the CPU, llm.cpu_weights = {:?})",
         model.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        backend.rewritten_tensors(),
+        llm_settings.cpu_weights,
     );
     let pattern = backend.tokenize(LLM_PROMPT).await?;
     anyhow::ensure!(
@@ -356,6 +358,7 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         "decode_tok_s": round(decode),
         "ttft_ms": round(ttft * 1e3),
         "rss_mb": round(crate::telemetry::peak_rss_mb()),
+        "cpu_rewritten_tensors": backend.rewritten_tensors(),
     });
     if !args.json {
         eprintln!(

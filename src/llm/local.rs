@@ -15,6 +15,7 @@ use mistralrs::{
 use tokio::sync::mpsc;
 
 use super::gguf::{GgufInfo, inspect};
+use super::transcode;
 use super::{Backend, Completion, Constraint, GenerateRequest, LlmError, LlmSettings, Role};
 
 /// A GGUF model loaded by mistral.rs.
@@ -22,6 +23,8 @@ pub struct LocalBackend {
     model: Model,
     path: PathBuf,
     info: GgufInfo,
+    /// Tensors loaded as Q8_0 instead of their stored type (see [`transcode`]).
+    rewritten: usize,
 }
 
 /// Sets the size of the rayon pool candle computes on (once per process; later calls are no-ops).
@@ -51,13 +54,27 @@ impl LocalBackend {
                 .map_err(|e| LlmError::Load(format!("header check failed: {e}")))??
         };
         set_cpu_threads(settings.threads);
-        let dir = path
+        let cpu = runs_on_cpu(settings)?;
+        let prepared = if cpu {
+            let (src, mode) = (path.clone(), settings.cpu_weights);
+            tokio::task::spawn_blocking(move || transcode::prepare(&src, mode))
+                .await
+                .map_err(|e| LlmError::Load(format!("weight rewrite failed: {e}")))??
+        } else {
+            transcode::Prepared {
+                path: path.clone(),
+                rewritten: 0,
+                written: false,
+            }
+        };
+        let load_path = &prepared.path;
+        let dir = load_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_string_lossy()
             .into_owned();
-        let file = path
+        let file = load_path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -65,7 +82,7 @@ impl LocalBackend {
             .with_token_source(TokenSource::None)
             .with_max_num_seqs(settings.max_concurrent.max(1))
             .with_prefix_cache_n(Some(settings.prefix_cache));
-        let builder = configure_device(builder, settings)?;
+        let builder = configure_device(builder, cpu, settings)?;
         // The loader can panic on inputs the header check does not catch; a task turns that into
         // a JoinError.
         let model = tokio::spawn(builder.build())
@@ -76,9 +93,16 @@ impl LocalBackend {
             model = %path.display(),
             architecture = %info.architecture,
             vocab = info.vocab_size,
+            cpu,
+            rewritten_to_q8_0 = prepared.rewritten,
             "language model loaded"
         );
-        Ok(Self { model, path, info })
+        Ok(Self {
+            model,
+            path,
+            info,
+            rewritten: prepared.rewritten,
+        })
     }
 
     pub fn info(&self) -> &GgufInfo {
@@ -87,6 +111,11 @@ impl LocalBackend {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Tensors loaded as Q8_0 instead of their stored block type (see [`transcode`]).
+    pub fn rewritten_tensors(&self) -> usize {
+        self.rewritten
     }
 
     /// Tokenizes `text` with the model's tokenizer, without special tokens.
@@ -183,9 +212,32 @@ pub struct TokenTiming {
     pub completion_tokens: usize,
 }
 
+/// Whether the model runs on the CPU (always, in a build without CUDA).
+#[cfg(not(feature = "cuda"))]
+fn runs_on_cpu(_settings: &LlmSettings) -> Result<bool, LlmError> {
+    Ok(true)
+}
+
+#[cfg(feature = "cuda")]
+fn runs_on_cpu(settings: &LlmSettings) -> Result<bool, LlmError> {
+    let gpu = candle_core::utils::cuda_is_available() && candle_core::Device::new_cuda(0).is_ok();
+    if gpu {
+        return Ok(false);
+    }
+    if settings.cpu_fallback {
+        tracing::warn!("no CUDA device found; running the language model on the CPU");
+        return Ok(true);
+    }
+    Err(LlmError::Load(
+        "this build uses CUDA but no GPU was found; set llm.cpu_fallback = true to run on the CPU"
+            .into(),
+    ))
+}
+
 #[cfg(not(feature = "cuda"))]
 fn configure_device(
     builder: GgufModelBuilder,
+    _cpu: bool,
     _settings: &LlmSettings,
 ) -> Result<GgufModelBuilder, LlmError> {
     Ok(builder.with_force_cpu())
@@ -194,19 +246,12 @@ fn configure_device(
 #[cfg(feature = "cuda")]
 fn configure_device(
     builder: GgufModelBuilder,
+    cpu: bool,
     settings: &LlmSettings,
 ) -> Result<GgufModelBuilder, LlmError> {
     use mistralrs::{MemoryGpuConfig, PagedAttentionMetaBuilder};
-    let gpu = candle_core::utils::cuda_is_available() && candle_core::Device::new_cuda(0).is_ok();
-    if !gpu {
-        if settings.cpu_fallback {
-            tracing::warn!("no CUDA device found; running the language model on the CPU");
-            return Ok(builder.with_force_cpu());
-        }
-        return Err(LlmError::Load(
-            "this build uses CUDA but no GPU was found; set llm.cpu_fallback = true to run on the CPU"
-                .into(),
-        ));
+    if cpu {
+        return Ok(builder.with_force_cpu());
     }
     if !settings.paged_attention {
         return Ok(builder);

@@ -17,6 +17,7 @@
 pub mod gguf;
 mod local;
 mod remote;
+pub mod transcode;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,6 +212,9 @@ pub struct LlmSettings {
     pub kv_memory_fraction: f32,
     /// CUDA builds: run on the CPU when no GPU is found instead of failing.
     pub cpu_fallback: bool,
+    /// On the CPU: `auto` rewrites weights whose block type has no SIMD kernel as Q8_0
+    /// ([`transcode`]); `as-is` loads the file unchanged.
+    pub cpu_weights: transcode::CpuWeights,
 }
 
 impl Default for LlmSettings {
@@ -229,6 +233,7 @@ impl Default for LlmSettings {
             paged_attention: true,
             kv_memory_fraction: 0.5,
             cpu_fallback: false,
+            cpu_weights: transcode::CpuWeights::Auto,
         }
     }
 }
