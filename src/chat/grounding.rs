@@ -112,8 +112,9 @@ fn word_bounded(text: &str, start: usize, end: usize) -> bool {
     let after = text[end..].chars().next();
     let first = text[start..end].chars().next();
     let last = text[start..end].chars().next_back();
-    !(before.is_some_and(latin) && first.is_some_and(latin))
-        && !(after.is_some_and(latin) && last.is_some_and(latin))
+    let joins_before = before.is_some_and(latin) && first.is_some_and(latin);
+    let joins_after = after.is_some_and(latin) && last.is_some_and(latin);
+    !(joins_before || joins_after)
 }
 
 fn is_cjk(c: char) -> bool {
