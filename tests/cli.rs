@@ -195,6 +195,34 @@ fn failures_are_one_clear_sentence_and_a_non_zero_exit() {
             .contains("must start with postgres://")
     );
 
+    // A directory, or a file of the wrong format, is an error rather than an empty evaluation.
+    let dir = tempfile::tempdir().unwrap();
+    let out = aisle()
+        .args(["eval", "intents", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("is not a file")
+    );
+    let csv = dir.path().join("other.csv");
+    std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+    let out = aisle()
+        .args([
+            "eval",
+            "intents",
+            csv.to_str().unwrap(),
+            "--format",
+            "bitext",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("other.csv"), "{stderr}");
+
     for args in [
         &["--help"][..],
         &["serve", "--help"],

@@ -95,11 +95,22 @@ pub enum SourceFormat {
 }
 
 fn read_source(path: &Path, format: SourceFormat, split: Split) -> anyhow::Result<Vec<Labelled>> {
-    match format {
-        SourceFormat::Jsonl => data::read_jsonl(path),
-        SourceFormat::Bitext => data::read_bitext(path, split, usize::MAX),
-        SourceFormat::Clinc => data::read_clinc(path, split, usize::MAX),
-    }
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is not a file (give the data file itself)",
+        path.display()
+    );
+    let rows = match format {
+        SourceFormat::Jsonl => data::read_jsonl(path)?,
+        SourceFormat::Bitext => data::read_bitext(path, split, usize::MAX)?,
+        SourceFormat::Clinc => data::read_clinc(path, split, usize::MAX)?,
+    };
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "{}: no labelled rows read (is --format right?)",
+        path.display()
+    );
+    Ok(rows)
 }
 
 #[derive(Args)]
