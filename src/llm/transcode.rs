@@ -193,7 +193,13 @@ fn write_rewrite<R: std::io::Read + Seek>(
     metadata.push((SOURCE_KEY, &source));
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
 
-    let tmp = dst.with_extension("gguf.partial");
+    // A name of its own per writer: two processes preparing the same model at once each rename a
+    // complete file into place, and the last one wins.
+    let tmp = dst.with_extension(format!(
+        "gguf.{}-{}.partial",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut out = BufWriter::new(File::create(&tmp).map_err(WriteError::Io)?);
         gguf_file::write(&mut out, &metadata, &tensor_refs).map_err(|e| match e {
@@ -298,6 +304,38 @@ mod tests {
         write_model(&fast, GgmlDType::Q8_0);
         let p = prepare(&fast, CpuWeights::Auto).unwrap();
         assert_eq!((p.path, p.rewritten), (fast, 0));
+    }
+
+    #[test]
+    fn writers_racing_on_one_model_leave_a_whole_file() {
+        if !simd_kernels() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("m.gguf");
+        write_model(&src, GgmlDType::Q4_1);
+        let paths: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| prepare(&src, CpuWeights::Auto).unwrap().path))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(paths.iter().all(|p| *p == rewritten_path(&src)));
+        let mut r = BufReader::new(File::open(rewritten_path(&src)).unwrap());
+        let content = gguf_file::Content::read(&mut r).unwrap();
+        let q = content.tensor(&mut r, "w.weight", &Device::Cpu).unwrap();
+        assert_eq!(q.dtype(), GgmlDType::Q8_0);
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]
