@@ -56,10 +56,7 @@ pub fn schema() -> Value {
             }
         },
         "required": ["intent", "slots"],
-        "additionalProperties": false,
-        // Compact JSON: llguidance otherwise allows any run of whitespace between tokens, and a
-        // small model can spend its whole budget on newlines inside the object.
-        "x-guidance": {"whitespace_flexible": false, "item_separator": ",", "key_separator": ":"}
+        "additionalProperties": false
     })
 }
 

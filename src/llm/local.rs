@@ -263,6 +263,18 @@ fn configure_device(
     Ok(builder.with_paged_attn(paged))
 }
 
+/// Asks llguidance for compact JSON unless the schema says otherwise: by default its JSON grammar
+/// allows any run of whitespace between tokens, and a small model can spend its whole token budget
+/// on newlines inside an object that then never closes.
+fn compact_json(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = schema.as_object_mut() {
+        obj.entry("x-guidance").or_insert_with(|| {
+            serde_json::json!({"whitespace_flexible": false, "item_separator": ",", "key_separator": ":"})
+        });
+    }
+    schema
+}
+
 fn role(r: Role) -> TextMessageRole {
     match r {
         Role::System => TextMessageRole::System,
@@ -297,7 +309,7 @@ impl Backend for LocalBackend {
                 .set_sampler_stop_toks(StopTokens::Ids(self.info.end_tokens.clone()))
                 .set_constraint(match request.constraint {
                     Constraint::None => MrConstraint::None,
-                    Constraint::JsonSchema(v) => MrConstraint::JsonSchema(v),
+                    Constraint::JsonSchema(v) => MrConstraint::JsonSchema(compact_json(v)),
                     Constraint::Lark(g) => MrConstraint::Lark(g),
                     Constraint::Regex(r) => MrConstraint::Regex(r),
                 });
