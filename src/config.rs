@@ -26,6 +26,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub llm: crate::llm::LlmSettings,
     pub intent: crate::intent::IntentSettings,
+    pub chat: crate::chat::ChatSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +142,12 @@ impl Settings {
         }
         if !(0.05..=0.95).contains(&self.llm.kv_memory_fraction) {
             return bad("llm.kv_memory_fraction must be between 0.05 and 0.95");
+        }
+        if self.chat.max_message_chars == 0 || self.chat.cards == 0 {
+            return bad("chat.max_message_chars and chat.cards must be positive");
+        }
+        if self.chat.per_session_per_minute == 0 || self.chat.per_ip_per_minute == 0 {
+            return bad("chat.per_session_per_minute and chat.per_ip_per_minute must be positive");
         }
         let url = self.database.url.expose_secret();
         if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::AuthService;
+use crate::chat::ChatService;
 use crate::config::Settings;
 use crate::graph::GraphService;
 use crate::ranking::SearchService;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub graph: GraphService,
     pub metrics: Metrics,
     pub auth: AuthService,
+    pub chat: ChatService,
+    pub chat_limits: crate::web::ChatLimits,
 }

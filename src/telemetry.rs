@@ -45,6 +45,10 @@ pub struct Metrics {
     pub index_rebuilds: Counter,
     /// Queue depth, time to first token and decode speed of the language model.
     pub llm: crate::llm::LlmMetrics,
+    /// Chat turns completed, and per turn the time to the `cards` event and to the first text.
+    pub chat_turns: Counter,
+    pub chat_cards_seconds: Histogram,
+    pub chat_first_token_seconds: Histogram,
 }
 
 impl Metrics {
@@ -84,7 +88,24 @@ impl Metrics {
         );
         let llm = crate::llm::LlmMetrics::default();
         llm.register(&mut registry);
+        let chat_turns = Counter::default();
+        let chat_cards_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let chat_first_token_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register("chat_turns", "Chat turns completed", chat_turns.clone());
+        registry.register(
+            "chat_cards_seconds",
+            "Message received to product cards sent",
+            chat_cards_seconds.clone(),
+        );
+        registry.register(
+            "chat_first_token_seconds",
+            "Message received to the first reply text sent",
+            chat_first_token_seconds.clone(),
+        );
         Self {
+            chat_turns,
+            chat_cards_seconds,
+            chat_first_token_seconds,
             registry: Arc::new(registry),
             llm,
             http_requests,

@@ -211,3 +211,164 @@ async fn an_editor_logs_in_adds_a_synonym_and_sees_the_preview_change(pool: PgPo
     screenshot(&c, "kg-editor-preview").await;
     c.close().await.unwrap();
 }
+
+/// Waits until `script` (a JavaScript expression) is truthy; returns its last value.
+async fn wait_js(c: &fantoccini::Client, script: &str, secs: u64) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let v = c
+            .execute(&format!("return ({script});"), vec![])
+            .await
+            .unwrap();
+        if v.as_bool() != Some(false) && !v.is_null() && v != json!(0) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "never true: {script}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[sqlx::test]
+async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_reload(pool: PgPool) {
+    let state = common::demo_state(pool.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app =
+            aisle::web::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).await.unwrap()
+    });
+
+    let driver = start_driver();
+    let c = browser(&driver).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    // The storefront embeds the widget with one script tag; open it from the launcher.
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("[data-testid=aisle-launcher]"))
+        .await
+        .unwrap();
+    click(&c, "[data-testid=aisle-launcher]").await;
+    type_into(
+        &c,
+        "[data-testid=aisle-input]",
+        "red ballet flats for my wife",
+    )
+    .await;
+    click(&c, "[data-testid=aisle-send]").await;
+    // Cards, then the finished reply.
+    wait_js(
+        &c,
+        "document.querySelectorAll('[data-testid=aisle-card]').length",
+        30,
+    )
+    .await;
+    wait_js(
+        &c,
+        "document.querySelector('[data-testid=aisle-msg][data-role=assistant][data-done=true]')",
+        60,
+    )
+    .await;
+    let reply = wait_js(
+        &c,
+        "document.querySelector('[data-testid=aisle-msg][data-role=assistant][data-done=true] .aisle-text').textContent",
+        5,
+    )
+    .await;
+    assert!(reply.as_str().unwrap().contains("options"), "{reply}");
+    screenshot(&c, "widget-cards").await;
+    let session: String =
+        sqlx::query_scalar("select id::text from conversations order by created_at desc limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    // Shopper text is text, never markup.
+    let hostile = "<img src=x onerror=\"document.title='pwned'\"> hi";
+    type_into(&c, "[data-testid=aisle-input]", hostile).await;
+    click(&c, "[data-testid=aisle-send]").await;
+    let shown = wait_js(
+        &c,
+        "Array.from(document.querySelectorAll('[data-testid=aisle-msg][data-role=user]')).map(e => e.textContent).find(t => t.includes('onerror'))",
+        15,
+    )
+    .await;
+    assert!(shown.as_str().unwrap().contains("<img src=x"), "{shown}");
+    let injected = c
+        .execute("return document.querySelectorAll('#aisle-widget img[src=\"x\"]').length + (document.title === 'pwned' ? 100 : 0);", vec![])
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0), "the message was rendered as HTML");
+    wait_js(
+        &c,
+        "document.querySelectorAll('[data-testid=aisle-msg][data-role=assistant][data-done=true]').length >= 2",
+        60,
+    )
+    .await;
+
+    // Clicking a card logs the click with its position, then follows the link.
+    let product = wait_js(
+        &c,
+        "document.querySelector('[data-testid=aisle-card]').getAttribute('data-product-id')",
+        5,
+    )
+    .await;
+    click(&c, "[data-testid=aisle-card] a").await;
+    let started = Instant::now();
+    loop {
+        let logged: i64 = sqlx::query_scalar(
+            "select count(*) from feedback_events where conversation_id = $1::uuid and kind = 'click' and product_id = $2 and position = 1",
+        )
+        .bind(&session)
+        .bind(product.as_str().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if logged == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the card click was not logged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back on the storefront, the conversation is restored from the server.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("[data-testid=aisle-launcher]"))
+        .await
+        .unwrap();
+    let _ = c
+        .execute(
+            "window.aisleWidget && window.aisleWidget.open(); return 1;",
+            vec![],
+        )
+        .await;
+    let restored = wait_js(
+        &c,
+        "Array.from(document.querySelectorAll('[data-testid=aisle-msg][data-role=user]')).map(e => e.textContent).join('|')",
+        15,
+    )
+    .await;
+    assert!(
+        restored
+            .as_str()
+            .unwrap()
+            .contains("red ballet flats for my wife"),
+        "{restored}"
+    );
+    wait_js(
+        &c,
+        "document.querySelectorAll('[data-testid=aisle-card]').length",
+        15,
+    )
+    .await;
+    screenshot(&c, "widget-restored").await;
+    c.close().await.unwrap();
+}

@@ -36,6 +36,27 @@ async fn url_of(pool: &PgPool) -> String {
     }
 }
 
+/// Runs `aisle ARGS` with `input` on stdin; its success, stdout as JSON lines, and stderr.
+fn run_lines(args: &[&str], extra: &std::path::Path, input: &[u8]) -> (bool, Vec<Value>, String) {
+    let mut child = aisle()
+        .args(args)
+        .arg(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.success(), lines, stderr)
+}
+
 #[test]
 fn batch_search_answers_every_line_in_order_from_a_temporary_catalog() {
     let csv_path = common::shared_data("flipkart_sample/products.csv");
@@ -62,23 +83,8 @@ fn batch_search_answers_every_line_in_order_from_a_temporary_catalog() {
     input.extend_from_slice(b"{\"id\": \"bad-utf8\", \"query\": \"\xff\"}\n");
     input.extend_from_slice(b"{\"id\": \"empty\", \"query\": \"  \"}\n");
 
-    let mut child = aisle()
-        .args(["batch", "search", "--catalog"])
-        .arg(&csv_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (ok, lines, stderr) = run_lines(&["batch", "search", "--catalog"], &csv_path, &input);
+    assert!(ok, "{stderr}");
     assert_eq!(
         lines.len(),
         sample.len() + 3,
@@ -447,23 +453,12 @@ fn batch_parse_answers_every_line_in_order_with_the_contract_shape() {
         .collect();
     let mut input = samples.clone().into_bytes();
     input.extend_from_slice(b"{\"id\": 7, \"text\": \"hello\"}\n{broken\n");
-    let mut child = aisle()
-        .args(["batch", "parse", "--llm", "auto", "--catalog"])
-        .arg(&csv_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (ok, lines, stderr) = run_lines(
+        &["batch", "parse", "--llm", "auto", "--catalog"],
+        &csv_path,
+        &input,
+    );
+    assert!(ok, "{stderr}");
     assert_eq!(lines.len(), rows.len() + 2);
     let intents = [
         "product_search",
@@ -491,6 +486,84 @@ fn batch_parse_answers_every_line_in_order_with_the_contract_shape() {
     assert_eq!(order["intent"], "order_status");
     assert_eq!(lines[rows.len()]["id"], 7);
     assert_eq!(lines[rows.len()]["intent"], "greeting");
+    assert!(
+        lines[rows.len() + 1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid input line")
+    );
+}
+
+#[test]
+fn batch_chat_answers_every_dialogue_with_the_contract_shape() {
+    let csv_path = common::shared_data("flipkart_sample/products.csv");
+    let ids: std::collections::HashSet<String> = csv::Reader::from_path(&csv_path)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    let samples = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/eval-samples/dialogues.sample.jsonl"),
+    )
+    .unwrap();
+    let rows: Vec<Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut input = samples.clone().into_bytes();
+    input.extend_from_slice(
+        "{\"id\": \"x\", \"turns\": [\"\", \"running shoes under 1,000 rupees\"]}\n{broken\n"
+            .as_bytes(),
+    );
+    let (ok, lines, stderr) = run_lines(&["batch", "chat", "--catalog"], &csv_path, &input);
+    assert!(ok, "{stderr}");
+    assert_eq!(lines.len(), rows.len() + 2, "one line out per line in");
+    let kinds = [
+        "products",
+        "answer",
+        "policy",
+        "clarify",
+        "escalation",
+        "refusal",
+    ];
+    for (row, line) in rows.iter().zip(&lines) {
+        assert_eq!(line["id"], row["id"]);
+        let replies = line["replies"].as_array().unwrap();
+        assert_eq!(
+            replies.len(),
+            row["turns"].as_array().unwrap().len(),
+            "{line}"
+        );
+        for r in replies {
+            assert!(kinds.contains(&r["kind"].as_str().unwrap()), "{r}");
+            assert!(r["text"].is_string() && r["escalated"].is_boolean(), "{r}");
+            assert!(
+                r["intent"]["intent"].is_string() && r["intent"]["slots"].is_object(),
+                "{r}"
+            );
+            let budget = r["intent"]["slots"]["max_price"].as_f64();
+            for c in r["cards"].as_array().unwrap() {
+                assert!(
+                    ids.contains(c["id"].as_str().unwrap()),
+                    "not a catalog product: {c}"
+                );
+                for k in ["name", "category", "currency"] {
+                    assert!(c[k].is_string(), "{k} missing: {c}");
+                }
+                assert!(c.as_object().unwrap().contains_key("brand"), "{c}");
+                let price = c["price"].as_f64().unwrap();
+                assert!(budget.is_none_or(|b| price <= b), "over budget: {c} in {r}");
+            }
+            if r["kind"] == "escalation" {
+                assert!(r["cards"].as_array().unwrap().is_empty());
+            }
+        }
+    }
+    // An empty turn gets its place with an error; the next turn is still answered.
+    let x = &lines[rows.len()]["replies"];
+    assert!(x[0]["error"].as_str().unwrap().contains("empty"), "{x}");
+    assert_eq!(x[1]["kind"], "products", "{x}");
     assert!(
         lines[rows.len() + 1]["error"]
             .as_str()

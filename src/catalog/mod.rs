@@ -5,6 +5,7 @@ pub mod demo;
 mod error;
 pub mod import;
 mod model;
+pub mod orders;
 pub mod price;
 pub mod repo;
 

@@ -78,6 +78,39 @@ fn parse_number(s: &str) -> Option<Decimal> {
     Decimal::from_str(&normalised).ok().map(|d| d.round_dp(2))
 }
 
+/// An amount as shoppers read it: "₹1,349", "$12.99", "800 XYZ" for a currency without a sign.
+pub fn format_money(amount: f64, currency: &str) -> String {
+    let symbol = match currency {
+        "INR" => "₹",
+        "USD" => "$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "CNY" => "¥",
+        _ => "",
+    };
+    let cents = (amount * 100.0).round() as i64;
+    let (whole, frac) = (cents / 100, (cents % 100).abs());
+    let digits = whole.abs().to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if whole < 0 { "-" } else { "" };
+    let number = if frac == 0 {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{frac:02}")
+    };
+    if symbol.is_empty() {
+        format!("{number} {currency}")
+    } else {
+        format!("{symbol}{number}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

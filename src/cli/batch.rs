@@ -35,6 +35,9 @@ pub enum BatchCommand {
         #[arg(long, value_enum)]
         llm: Option<crate::intent::LlmMode>,
     },
+    /// Conversations: in `{"id","turns":["..."]}` (one fresh conversation per line), out
+    /// `{"id","replies":[{"text","kind","cards","escalated","intent"}]}`.
+    Chat(super::chat::ChatArgs),
 }
 
 #[derive(Args)]
@@ -194,6 +197,7 @@ pub async fn run(settings: Settings, cmd: BatchCommand) -> anyhow::Result<()> {
             catalog.close().await?;
             result
         }
+        BatchCommand::Chat(args) => super::chat::batch(settings, args).await,
     }
 }
 
@@ -235,7 +239,7 @@ pub(super) fn error_line(line: &str, message: &str) -> Value {
 
 /// Reads stdin line by line (invalid UTF-8 and blank lines included: each gets an answer, blank
 /// lines excepted) and writes `answer(line)` for each.
-async fn answer_lines(
+pub(super) async fn answer_lines(
     mut answer: impl AsyncFnMut(&str) -> Value,
     unreadable: impl Fn(String) -> Value,
 ) -> anyhow::Result<()> {

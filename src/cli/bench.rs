@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// The local LLM: prefill and decode speed on a fixed synthetic prompt, time to first token,
     /// and peak RSS (scripts/bench-llm.sh runs llama.cpp on the same prompt for the ratios).
     Llm(LlmBenchArgs),
+    /// Chat turns: time to the `cards` event, to the first text and to the LLM's first sentence
+    /// (p50/p95), templated replies and LLM replies in one run.
+    Chat(super::chat::ChatBenchArgs),
 }
 
 #[derive(Args)]
@@ -100,6 +103,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Search(args) => return search(settings, args).await,
         BenchCommand::Embed(args) => return embed(settings, args),
         BenchCommand::Llm(args) => return llm(settings, args).await,
+        BenchCommand::Chat(args) => return super::chat::bench(settings, args).await,
     };
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)
@@ -180,7 +184,7 @@ fn time_queries(g: &KnowledgeGraph, iterations: usize) -> (f64, f64) {
 }
 
 /// Latency percentiles in milliseconds.
-fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
+pub(super) fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
     ms.sort_by(f64::total_cmp);
     let at = |p: f64| {
         ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)

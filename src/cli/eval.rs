@@ -33,6 +33,9 @@ pub enum EvalCommand {
     /// Intent accuracy, slot F1 and per-path latency (fast path, LLM path, both mixed) on a
     /// labelled file; the last line is a JSON summary.
     Intents(super::intents::EvalIntentsArgs),
+    /// Dialogues through the whole chat pipeline, checking each one's "must" list
+    /// (../shared/eval-samples/README.md); the last line is a JSON summary.
+    Dialogues(super::chat::EvalDialoguesArgs),
 }
 
 /// One labelled query.
@@ -65,6 +68,7 @@ pub async fn run(settings: Settings, cmd: EvalCommand) -> anyhow::Result<()> {
             verbose,
         } => (file, catalog, with_demo, verbose),
         EvalCommand::Intents(args) => return super::intents::eval(settings, args).await,
+        EvalCommand::Dialogues(args) => return super::chat::eval(settings, args).await,
     };
     let queries = read_labelled(&file)?;
     let catalog = Catalog::open_with(&settings, catalog.catalog.as_deref(), with_demo).await?;

@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod chat;
 mod eval;
 mod import;
 mod intents;
@@ -55,6 +56,8 @@ enum Command {
     /// Train models from labelled data and feedback.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Chat with the assistant in the terminal (the same pipeline as the widget).
+    Chat(chat::ChatArgs),
     /// Staff accounts (agents, editors, admins).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
     let quiet = matches!(
         cli.command,
         Command::Batch(_)
+            | Command::Chat(_)
             | Command::Eval(_)
             | Command::Kg(_)
             | Command::Bench(_)
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Bench(cmd) => bench::run(settings, cmd).await,
             Command::User(cmd) => user::run(settings, cmd).await,
             Command::Train(cmd) => train::run(settings, cmd).await,
+            Command::Chat(args) => chat::repl(settings, args).await,
         }
     });
     match result {

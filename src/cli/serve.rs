@@ -85,7 +85,18 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
         .context("building the knowledge graph")?;
     let metrics = Metrics::new();
     metrics.catalog_products.set(search.len() as i64);
+    let chat = crate::chat::ChatService::from_settings(
+        settings,
+        pool.clone(),
+        search.clone(),
+        graph.clone(),
+        metrics.llm.clone(),
+    )
+    .await
+    .context("starting the conversation service")?;
     let state = AppState {
+        chat,
+        chat_limits: crate::web::ChatLimits::new(&settings.chat),
         pool: pool.clone(),
         settings: Arc::new(settings.clone()),
         search: search.clone(),
@@ -155,6 +166,7 @@ async fn refresh_loop(
                 tracing::warn!(error = %e, "search index refresh failed; keeping the old index")
             }
         }
+        state.chat_limits.prune();
         if let Err(e) = state.graph.refresh(&state.pool).await {
             tracing::warn!(error = %e, "knowledge graph refresh failed; keeping the old graph");
         }

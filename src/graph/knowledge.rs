@@ -484,6 +484,24 @@ impl KnowledgeGraph {
         }
     }
 
+    /// Every policy in the graph, by id.
+    pub fn policies(&self) -> Vec<PolicyFact> {
+        let mut out: Vec<PolicyFact> = self
+            .g
+            .node_indices()
+            .filter(|&ix| self.g[ix].kind == NodeKind::Policy)
+            .map(|ix| self.policy_fact(ix))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// The policy with this node id.
+    pub fn policy(&self, id: &str) -> Option<PolicyFact> {
+        let &ix = self.by_id.get(id)?;
+        (self.g[ix].kind == NodeKind::Policy).then(|| self.policy_fact(ix))
+    }
+
     /// Store-wide policies.
     pub fn store_policies(&self) -> Vec<PolicyFact> {
         let mut out: Vec<PolicyFact> = self

@@ -266,16 +266,43 @@ impl SearchService {
         let no_rules = Rules::default();
         let rules = if learned { &*self.rules } else { &no_rules };
         self.run(graph, query, learned, rules, affinity, |inputs, spec, u| {
-            pipeline::rank(inputs, spec, u, scorer, limit)
-                .into_iter()
-                .filter_map(|r| {
-                    let s = inputs.lexical.summary(&r.id)?;
-                    let mut out = result(&r.id, s, r.score, r.why);
-                    out.breakdown = r.breakdown;
-                    Some(out)
-                })
-                .collect()
+            results_of(inputs, pipeline::rank(inputs, spec, u, scorer, limit))
         })
+    }
+
+    /// A search in a conversation: the learned ranker and business rules as in
+    /// [`SearchService::search_for`], with the budget the dialogue has established replacing any
+    /// budget the text states, when it has one (a refinement's "under 500" and an earlier turn's
+    /// budget both arrive here as `min_price`/`max_price`).
+    pub fn search_in_dialogue(
+        &self,
+        graph: &KnowledgeGraph,
+        query: &str,
+        limit: usize,
+        affinity: &Affinity,
+        min_price: Option<f64>,
+        max_price: Option<f64>,
+    ) -> Result<Vec<SearchResult>, SearchError> {
+        let model = self.model.load_full();
+        let scorer = match &model {
+            Some(m) => Scorer::Learned(m),
+            None => Scorer::Fused {
+                graph_weight: self.graph_weight,
+            },
+        };
+        let rules = &*self.rules;
+        self.run_adjusted(
+            graph,
+            query,
+            true,
+            rules,
+            affinity,
+            |spec| {
+                spec.min_price = min_price.or(spec.min_price);
+                spec.max_price = max_price.or(spec.max_price);
+            },
+            |inputs, spec, u| results_of(inputs, pipeline::rank(inputs, spec, u, scorer, limit)),
+        )
     }
 
     /// The candidates of a query with their features, for training: the same stages 1–2 as a
@@ -302,10 +329,26 @@ impl SearchService {
         affinity: &Affinity,
         f: impl FnOnce(&Inputs<'_>, &QuerySpec, &Understanding) -> T,
     ) -> Result<T, SearchError> {
+        self.run_adjusted(graph, query, dense, rules, affinity, |_| {}, f)
+    }
+
+    /// As `run`, with `adjust` applied to the parsed query before it is understood.
+    #[allow(clippy::too_many_arguments)]
+    fn run_adjusted<T>(
+        &self,
+        graph: &KnowledgeGraph,
+        query: &str,
+        dense: bool,
+        rules: &Rules,
+        affinity: &Affinity,
+        adjust: impl FnOnce(&mut QuerySpec),
+        f: impl FnOnce(&Inputs<'_>, &QuerySpec, &Understanding) -> T,
+    ) -> Result<T, SearchError> {
         let query = check(query)?;
         let snapshot = self.snapshot.load_full();
         let signals = self.signals.load();
-        let spec = QuerySpec::parse(query);
+        let mut spec = QuerySpec::parse(query);
+        adjust(&mut spec);
         let understanding = Understanding::new(graph, &spec);
         let dense_text = dense.then_some(understanding.dense_text.as_str());
         Ok(self.with_dense_hits(&snapshot, dense_text, |dense_hits| {
@@ -397,6 +440,19 @@ impl SearchService {
             })
             .collect())
     }
+}
+
+/// Ranked products as search results with their score breakdowns.
+fn results_of(inputs: &Inputs<'_>, ranked: Vec<pipeline::Ranked>) -> Vec<SearchResult> {
+    ranked
+        .into_iter()
+        .filter_map(|r| {
+            let s = inputs.lexical.summary(&r.id)?;
+            let mut out = result(&r.id, s, r.score, r.why);
+            out.breakdown = r.breakdown;
+            Some(out)
+        })
+        .collect()
 }
 
 /// Which ranking stage answers a search.

@@ -11,6 +11,8 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::chat::ChatError;
+use crate::chat::customer::TokenError;
 use crate::graph::GraphError;
 use crate::llm::LlmError;
 use crate::ranking::SearchError;
@@ -45,6 +47,10 @@ pub enum AppError {
     Render(#[from] askama::Error),
     #[error(transparent)]
     Llm(#[from] LlmError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error("too many messages; try again in {} seconds", .retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
 }
 
 impl From<sqlx::Error> for AppError {
@@ -123,6 +129,22 @@ impl AppError {
             Self::Llm(LlmError::Load(_) | LlmError::Backend(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
+            Self::Chat(ChatError::Empty) => (StatusCode::BAD_REQUEST, "empty_message"),
+            Self::Chat(ChatError::TooLong(..)) => (StatusCode::BAD_REQUEST, "message_too_long"),
+            Self::Chat(ChatError::UnknownSession(_)) => (StatusCode::NOT_FOUND, "unknown_session"),
+            Self::Chat(ChatError::Busy) => (StatusCode::CONFLICT, "reply_in_progress"),
+            Self::Chat(ChatError::Closed) => (StatusCode::CONFLICT, "conversation_closed"),
+            Self::Chat(ChatError::Token(TokenError::Disabled)) => {
+                (StatusCode::BAD_REQUEST, "customer_tokens_disabled")
+            }
+            Self::Chat(ChatError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_customer_token"),
+            Self::Chat(ChatError::Db(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            )) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Chat(ChatError::Db(_) | ChatError::Intent(_) | ChatError::Internal(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "chat_error")
+            }
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 
@@ -163,8 +185,10 @@ impl IntoResponse for AppError {
             Json(json!({"error": {"code": code, "message": message}})),
         )
             .into_response();
-        if let Self::Llm(LlmError::Overloaded { retry_after, .. }) = &self {
-            let secs = retry_after.as_secs().max(1).to_string();
+        if let Self::Llm(LlmError::Overloaded { retry_after, .. })
+        | Self::RateLimited { retry_after } = &self
+        {
+            let secs = (retry_after.as_secs_f64().ceil() as u64).max(1).to_string();
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
                 response.headers_mut().insert("retry-after", v);
             }

@@ -1,6 +1,7 @@
 //! HTTP: the only module that imports axum. Routes, extractors, the `AppError` mapping, middleware
 //! (request ids, tracing spans, metrics, body limits, timeouts, panics → 500) and graceful shutdown.
 
+mod chat;
 mod editor;
 mod error;
 mod extract;
@@ -15,16 +16,18 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use chat::ChatLimits;
 pub use error::{AppError, PageError};
 
 use crate::state::AppState;
@@ -36,11 +39,30 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn app(state: AppState) -> Router {
     let max_body = state.settings.server.max_body_bytes;
     let timeout = state.settings.request_timeout();
+    // What the widget calls, from the store's own pages on any origin. No cookies are involved
+    // (the session id is the credential), so any origin may call them.
+    let widget_api = Router::new()
+        .route("/api/chat/sessions", post(chat::create_session))
+        .route(
+            "/api/chat/sessions/{id}/messages",
+            post(chat::post_message).get(chat::history),
+        )
+        .route("/api/feedback", post(feedback::create))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE])
+                .max_age(Duration::from_secs(3600)),
+        );
     let routes = Router::new()
+        .merge(widget_api)
         .route("/", get(storefront::index))
         .route("/products/{id}", get(storefront::product))
         .route("/static/aisle.css", get(storefront::stylesheet))
         .route("/static/kg.js", get(storefront::editor_script))
+        .route("/static/widget.js", get(chat::widget_script))
+        .route("/static/widget.css", get(chat::widget_stylesheet))
         .route("/kg", get(editor::index))
         .route("/kg/login", get(editor::login_page).post(editor::login))
         .route("/kg/logout", post(editor::logout))
@@ -53,7 +75,6 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/search", get(search::search))
         .route("/api/products/{id}", get(search::product))
-        .route("/api/feedback", post(feedback::create))
         .route("/api/kg/resolve", get(kg::resolve))
         .route("/api/kg/nodes/{id}", get(kg::node))
         .route("/api/kg/facts/{id}", get(kg::facts))
@@ -114,6 +135,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = drain_tx.send(());

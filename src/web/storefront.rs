@@ -30,20 +30,7 @@ struct Card {
 }
 
 fn money(amount: rust_decimal::Decimal, currency: &str) -> String {
-    let symbol = match currency {
-        "INR" => "₹",
-        "USD" => "$",
-        "EUR" => "€",
-        "GBP" => "£",
-        "CNY" => "¥",
-        _ => "",
-    };
-    let amount = amount.round_dp(2).normalize();
-    if symbol.is_empty() {
-        format!("{amount} {currency}")
-    } else {
-        format!("{symbol}{amount}")
-    }
+    crate::catalog::price::format_money(amount.try_into().unwrap_or(0.0), currency)
 }
 
 impl From<&Product> for Card {

@@ -85,13 +85,43 @@ pub async fn state(pool: PgPool) -> AppState {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge/graph");
     graph.seed_if_empty(&pool, &dir).await.unwrap();
     graph.refresh(&pool).await.unwrap();
+    state_with(pool, search, graph, None, settings())
+}
+
+/// An app state over `pool` whose chat uses `llm` (none: templated replies, fast-path intents).
+pub fn state_with(
+    pool: PgPool,
+    search: SearchService,
+    graph: GraphService,
+    llm: Option<aisle::llm::LlmHandle>,
+    settings: Settings,
+) -> AppState {
+    let parser = aisle::intent::IntentParser::from_settings(
+        &aisle::intent::IntentSettings {
+            llm: aisle::intent::LlmMode::Never,
+            ..settings.intent.clone()
+        },
+        Some(embedder()),
+        None,
+    )
+    .unwrap();
+    let chat = aisle::chat::ChatService::new(
+        pool.clone(),
+        search.clone(),
+        graph.clone(),
+        parser,
+        llm,
+        settings.chat.clone(),
+    );
     AppState {
         pool: pool.clone(),
-        settings: Arc::new(settings()),
+        chat_limits: aisle::web::ChatLimits::new(&settings.chat),
+        settings: Arc::new(settings),
         search,
         graph,
         metrics: Metrics::new(),
         auth: aisle::auth::AuthService::new(pool.clone(), std::time::Duration::from_secs(3600)),
+        chat,
     }
 }
 
