@@ -17,5 +17,6 @@ pub mod llm;
 pub mod modelfile;
 pub mod ranking;
 pub mod state;
+pub mod support;
 pub mod telemetry;
 pub mod web;

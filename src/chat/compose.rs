@@ -41,12 +41,37 @@ pub fn facts_of(cards: &[Card], numbers: Vec<f64>) -> Facts {
 const FREE: &str = r"[^0-9０-９₹$¥€£#<>*_`\[\]{}|\\\n\r\t:：.!?。！？]";
 
 /// How an English reply may open: in the assistant's voice, speaking to the shopper.
-const OPENERS_EN: &str = "These|This|The|They|Here|You|Your|Our|Take|Try|Check|Each|Both|All|For";
+const OPENERS_EN: &str = "These|This|Here|You|Your|Take|Try|Check|Each|Both|All|For";
 
-/// The output constraint: one or two sentences of free text (or candidate names written
-/// exactly), in the assistant's voice for English. The grammar ends after the second sentence, so a
-/// small model cannot ramble or repeat itself.
-pub fn reply_pattern(cards: &[Card], lang: Lang) -> String {
+/// Words any English reply may use besides the shopper's and the products' own: the glue of a
+/// sentence and a few words of warmth that claim nothing about a product.
+const GLUE_EN: &[&str] = &[
+    "a", "all", "also", "an", "and", "any", "are", "as", "at", "be", "both", "but", "by", "can",
+    "check", "choice", "choices", "choose", "could", "each", "either", "enjoy", "every", "find",
+    "for", "from", "good", "great", "have", "help", "here", "hope", "if", "in", "is", "it", "its",
+    "just", "let", "like", "look", "looking", "love", "lovely", "match", "matches", "may", "me",
+    "more", "my", "nice", "of", "on", "one", "ones", "option", "options", "or", "our", "out",
+    "pick", "picks", "please", "right", "see", "so", "some", "suit", "suits", "take", "that",
+    "the", "them", "these", "they", "this", "those", "to", "try", "us", "want", "we", "well",
+    "what", "which", "will", "with", "would", "you", "your",
+];
+
+/// The words of `text` a reply may repeat: letters only (no digits), at most 24 characters.
+fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !(c.is_alphabetic() || c == '\'' || c == '-'))
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '-').to_lowercase())
+        .filter(|w| !w.is_empty() && w.chars().count() <= 24 && w.chars().all(char::is_alphabetic))
+}
+
+/// The output constraint.
+///
+/// English: one or two sentences in the assistant's voice, made only of the shopper's words, the
+/// candidates' words (names, brands, categories), and sentence glue ([`GLUE_EN`]); a candidate's
+/// name with digits only verbatim. So the model can neither write a price nor claim something no
+/// fact supports ("a luxury brand", "waterproof"). Chinese: one or two sentences without digits,
+/// currency or markup (Chinese has no spaces to build a vocabulary on). The grammar ends after the
+/// second sentence, so a small model cannot ramble or repeat itself.
+pub fn reply_pattern(cards: &[Card], lang: Lang, shopper: &str) -> String {
     let mut names: Vec<String> = cards
         .iter()
         .filter(|c| c.name.chars().any(|ch| ch.is_ascii_digit()))
@@ -54,17 +79,42 @@ pub fn reply_pattern(cards: &[Card], lang: Lang) -> String {
         .collect();
     names.sort();
     names.dedup();
-    let unit = if names.is_empty() {
-        FREE.to_owned()
-    } else {
-        format!("(?:{FREE}|{})", names.join("|"))
-    };
     match lang {
         Lang::En => {
-            let sentence = format!("{unit}{{8,200}}[.!?]");
-            format!("(?:{OPENERS_EN}){sentence}(?: [A-Z]{sentence})?")
+            let mut vocab: Vec<String> = GLUE_EN.iter().map(|w| (*w).to_owned()).collect();
+            vocab.extend(words_of(shopper));
+            for c in cards {
+                vocab.extend(words_of(&c.name));
+                vocab.extend(words_of(c.brand.as_deref().unwrap_or("")));
+                vocab.extend(words_of(&c.category));
+            }
+            vocab.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            vocab.dedup();
+            // Each word lower-case or capitalised, nothing else ("woUld" is how a penalised
+            // model dodges its own repetition).
+            let mut alternatives: Vec<String> = vocab
+                .iter()
+                .flat_map(|w| {
+                    let mut chars = w.chars();
+                    let capital: String = chars
+                        .next()
+                        .map(|c| c.to_uppercase().chain(chars).collect())
+                        .unwrap_or_default();
+                    [regex::escape(w), regex::escape(&capital)]
+                })
+                .collect();
+            alternatives.dedup();
+            alternatives.extend(names);
+            let word = format!("(?:{})", alternatives.join("|"));
+            let rest = format!("(?:,? {word}){{3,18}}[.!]");
+            format!("(?:{OPENERS_EN}){rest}(?: {word}{rest})?")
         }
         Lang::Zh => {
+            let unit = if names.is_empty() {
+                FREE.to_owned()
+            } else {
+                format!("(?:{FREE}|{})", names.join("|"))
+            };
             let sentence = format!("{unit}{{4,120}}[。！？]");
             format!("{sentence}(?:{sentence})?")
         }
@@ -79,11 +129,11 @@ pub fn product_prompt(shopper: &str, cards: &[Card], lang: Lang) -> Vec<ChatMess
              short, friendly sentences, tell the shopper why the products listed below suit what \
              they asked for. Speak to the shopper as \"you\". Mention a product only by its exact \
              name from the list. Never write prices, numbers, or products that are not in the \
-             list. The product cards with prices are shown under your text."
+             list."
         }
         Lang::Zh => {
             "你是一家网店的购物助手。请用一到两句简短友好的话，向顾客介绍下面列出的商品。只能使用列表中的商品名称，\
-             不要写价格或数字，也不要提到列表之外的商品。带价格的商品卡片会显示在你的文字下方。"
+             不要写价格或数字，也不要提到列表之外的商品。"
         }
     };
     let mut list = String::new();
@@ -160,6 +210,7 @@ pub async fn stream_checked<T: Send>(
     let request = GenerateRequest::new(messages)
         .max_tokens(max_tokens)
         .constraint(Constraint::Regex(pattern))
+        .frequency_penalty(1.0)
         .timeout(timeout);
     let mut composed = Composed::default();
     let mut stream = match llm.stream(request) {
@@ -223,25 +274,37 @@ mod tests {
         let cards = vec![
             Card {
                 name: "Fastrack 3089SL01 Analog Watch".into(),
+                brand: Some("Fastrack".into()),
+                category: "Watches > Men's Watches > Analog".into(),
                 ..Card::default()
             },
             Card {
                 name: "Bata Red Flats".into(),
+                category: "Footwear > Women's Footwear > Flats".into(),
                 ..Card::default()
             },
         ];
-        let en = regex::Regex::new(&format!("^(?:{})$", reply_pattern(&cards, Lang::En))).unwrap();
-        assert!(en.is_match("Try the Fastrack 3089SL01 Analog Watch, a classic."));
-        assert!(en.is_match("The Bata Red Flats suit a party. You will love them!"));
-        assert!(!en.is_match("The Fastrack 3090SL01 is great."));
-        assert!(!en.is_match("These cost ₹499 today."));
-        assert!(!en.is_match("These cost Rs 499 today."));
-        assert!(!en.is_match("These are <b>bold</b>."));
-        // Role labels, a third sentence, and openings in the shopper's voice are not writable.
+        let pattern = reply_pattern(&cards, Lang::En, "red flats for a party");
+        let en = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+        assert!(en.is_match("Try the Fastrack 3089SL01 Analog Watch, a great pick."));
+        assert!(en.is_match("These Bata red flats suit a party. You will love them!"));
+        assert!(!en.is_match("Try the Fastrack 3090SL01 watch."));
+        assert!(!en.is_match("These flats cost ₹499 today."));
+        assert!(!en.is_match("These flats cost Rs 499 today."));
+        assert!(!en.is_match("These are <b>bold</b> flats."));
+        // Claims no fact supports are not writable; nor role labels, a third sentence, or the
+        // shopper's voice.
+        assert!(!en.is_match("These flats are a luxury brand."));
+        assert!(!en.is_match("These flats are waterproof."));
         assert!(!en.is_match("Shopper: I want flats."));
-        assert!(!en.is_match("These are nice. They are red. They are cheap."));
-        assert!(!en.is_match("I'm so glad you found me flats."));
-        let zh = regex::Regex::new(&format!("^(?:{})$", reply_pattern(&cards, Lang::Zh))).unwrap();
+        assert!(!en.is_match("These are red flats. They suit a party. They are red flats."));
+        assert!(!en.is_match("I am so glad you found me flats."));
+        assert!(!en.is_match("These flats woUld suit a party."));
+        let zh = regex::Regex::new(&format!(
+            "^(?:{})$",
+            reply_pattern(&cards, Lang::Zh, "红色平底鞋")
+        ))
+        .unwrap();
         assert!(zh.is_match("这双鞋很适合聚会。"));
         assert!(!zh.is_match("这双鞋只要499元。"));
     }

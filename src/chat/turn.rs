@@ -88,6 +88,8 @@ struct Draft {
     text: String,
     /// Whether the LLM may write the text instead (product lists).
     llm_prompt: Option<Vec<crate::llm::ChatMessage>>,
+    /// The shopper's words the LLM's text may repeat.
+    shopper_words: String,
     /// Numbers the text may state beyond the cards' prices.
     numbers: Vec<f64>,
     chips: Vec<String>,
@@ -103,6 +105,7 @@ impl Draft {
             cards: Vec::new(),
             text: text.into(),
             llm_prompt: None,
+            shopper_words: String::new(),
             numbers: Vec::new(),
             chips: Vec::new(),
             escalated: false,
@@ -386,7 +389,7 @@ impl ChatService {
         if let (Some(llm), Some(prompt), true) = (&self.llm, draft.llm_prompt.take(), llm_wanted) {
             let facts = facts_of(&draft.cards, draft.numbers.clone());
             let names = self.catalog_names().await?;
-            let pattern = compose::reply_pattern(&draft.cards, lang);
+            let pattern = compose::reply_pattern(&draft.cards, lang, &draft.shopper_words);
             let c = compose::stream_checked(
                 llm,
                 prompt,
@@ -735,6 +738,7 @@ impl ChatService {
             return Ok(d);
         }
         let mut head = match lang {
+            Lang::En if cards.len() == 1 => format!("Here is 1 option: {desc}."),
             Lang::En => format!("Here are {} options: {desc}.", cards.len()),
             Lang::Zh => format!("为您找到{}件商品：{desc}。", cards.len()),
         };
@@ -745,11 +749,9 @@ impl ChatService {
             ));
         }
         let mut d = Draft::new(ReplyKind::Products, head);
-        d.llm_prompt = Some(compose::product_prompt(
-            &last_user_words(history, text),
-            &cards,
-            lang,
-        ));
+        let shopper = last_user_words(history, text);
+        d.llm_prompt = Some(compose::product_prompt(&shopper, &cards, lang));
+        d.shopper_words = shopper;
         d.chips = reply::price_chips(&cards, lang);
         d.chips
             .push(lang.pick("Compare the first two", "比较前两个").to_owned());

@@ -299,6 +299,9 @@ impl Backend for LocalBackend {
                 None => RequestBuilder::new().set_deterministic_sampler(),
                 Some(t) => RequestBuilder::new().set_sampler_temperature(t),
             };
+            if let Some(p) = request.frequency_penalty {
+                builder = builder.set_sampler_frequency_penalty(p);
+            }
             for m in &request.messages {
                 builder = builder.add_message(role(m.role), &m.content);
             }

@@ -91,6 +91,9 @@ pub struct GenerateRequest {
     pub temperature: Option<f64>,
     /// Overrides the handle's default timeout.
     pub timeout: Option<Duration>,
+    /// Penalises tokens by how often they already appear (OpenAI's frequency penalty); keeps a
+    /// small model from looping.
+    pub frequency_penalty: Option<f32>,
 }
 
 impl GenerateRequest {
@@ -101,7 +104,13 @@ impl GenerateRequest {
             constraint: Constraint::None,
             temperature: None,
             timeout: None,
+            frequency_penalty: None,
         }
+    }
+
+    pub fn frequency_penalty(mut self, p: f32) -> Self {
+        self.frequency_penalty = Some(p);
+        self
     }
 
     pub fn max_tokens(mut self, n: usize) -> Self {

@@ -61,6 +61,9 @@ impl RemoteBackend {
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        if let Some(p) = request.frequency_penalty {
+            body["frequency_penalty"] = json!(p);
+        }
         match &request.constraint {
             Constraint::None => {}
             Constraint::JsonSchema(schema) => {
