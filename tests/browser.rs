@@ -278,7 +278,7 @@ async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_re
         5,
     )
     .await;
-    assert!(reply.as_str().unwrap().contains("options"), "{reply}");
+    assert!(reply.as_str().unwrap().contains("option"), "{reply}");
     screenshot(&c, "widget-cards").await;
     let session: String =
         sqlx::query_scalar("select id::text from conversations order by created_at desc limit 1")

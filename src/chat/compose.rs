@@ -41,7 +41,7 @@ pub fn facts_of(cards: &[Card], numbers: Vec<f64>) -> Facts {
 const FREE: &str = r"[^0-9０-９₹$¥€£#<>*_`\[\]{}|\\\n\r\t:：.!?。！？]";
 
 /// How an English reply may open: in the assistant's voice, speaking to the shopper.
-const OPENERS_EN: &str = "These|This|Here|You|Your|Take|Try|Check|Each|Both|All|For";
+const OPENERS_EN: &str = "These|This|Here|You|Your|Try";
 
 /// Words any English reply may use besides the shopper's and the products' own: the glue of a
 /// sentence and a few words of warmth that claim nothing about a product.
@@ -106,7 +106,7 @@ pub fn reply_pattern(cards: &[Card], lang: Lang, shopper: &str) -> String {
             alternatives.dedup();
             alternatives.extend(names);
             let word = format!("(?:{})", alternatives.join("|"));
-            let rest = format!("(?:,? {word}){{3,18}}[.!]");
+            let rest = format!("(?:,? {word}){{4,18}}[.!]");
             format!("(?:{OPENERS_EN}){rest}(?: {word}{rest})?")
         }
         Lang::Zh => {
@@ -287,7 +287,7 @@ mod tests {
         let pattern = reply_pattern(&cards, Lang::En, "red flats for a party");
         let en = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
         assert!(en.is_match("Try the Fastrack 3089SL01 Analog Watch, a great pick."));
-        assert!(en.is_match("These Bata red flats suit a party. You will love them!"));
+        assert!(en.is_match("These Bata red flats suit a party. You will love them all!"));
         assert!(!en.is_match("Try the Fastrack 3090SL01 watch."));
         assert!(!en.is_match("These flats cost ₹499 today."));
         assert!(!en.is_match("These flats cost Rs 499 today."));
