@@ -27,6 +27,7 @@ pub struct Settings {
     pub llm: crate::llm::LlmSettings,
     pub intent: crate::intent::IntentSettings,
     pub chat: crate::chat::ChatSettings,
+    pub support: crate::support::SupportSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,4 +22,7 @@ pub struct AppState {
     pub auth: AuthService,
     pub chat: ChatService,
     pub chat_limits: crate::web::ChatLimits,
+    pub support: crate::support::SupportService,
+    /// Live updates from every instance (Postgres NOTIFY), fanned out to this one's streams.
+    pub relay: crate::support::Relay,
 }

@@ -22,7 +22,8 @@
   const customerToken = ds.customerToken || undefined;
   const MAX_LEN = 1000;
   const COUNTER_FROM = 800; // show the character counter once the text gets this long
-  const POLL_MS = 4000; // while a person handles the chat, their replies arrive by polling
+  const POLL_MS = 4000; // fallback when the push stream cannot be used: poll the history
+  const LINGER_MS = 2500; // the push stream stays this long after a person lets the chat go
   const SESSION_KEY = 'aisle.session:' + endpoint;
   const OPEN_KEY = 'aisle.open:' + endpoint;
 
@@ -33,10 +34,14 @@
       closeLabel: 'Close shopping assistant',
       state: {
         bot: 'Ask about products, orders or returns',
-        waiting_for_agent: 'Waiting for a person to join…',
+        waiting_for_agent: 'Waiting for a person',
         agent: "You're chatting with a person",
-        closed: 'This conversation has ended',
+        closed: 'This chat is closed',
       },
+      waitingN: "Waiting for a person — you're number {n} in the queue",
+      withAgent: "You're chatting with {name}",
+      newChat: 'Start a new chat',
+      newChatFailed: "Couldn't start a new chat. Please try again.",
       inputLabel: 'Your message',
       placeholder: 'Ask me anything…',
       send: 'Send',
@@ -65,10 +70,14 @@
       closeLabel: '关闭购物助手',
       state: {
         bot: '商品、订单、退换货，随时问我',
-        waiting_for_agent: '正在为您转接人工客服…',
+        waiting_for_agent: '正在等待人工客服',
         agent: '人工客服为您服务中',
-        closed: '本次对话已结束',
+        closed: '对话已结束',
       },
+      waitingN: '正在等待人工客服，您排在第{n}位',
+      withAgent: '{name} 正在为您服务',
+      newChat: '开始新对话',
+      newChatFailed: '无法开始新对话，请重试。',
       inputLabel: '输入消息',
       placeholder: '想找点什么？',
       send: '发送',
@@ -106,11 +115,20 @@
   let sessionId = store.get('localStorage', SESSION_KEY);
   let convState = 'bot';
   let busy = false;
-  let gen = 0; // bumped on each send so a stale poll response is dropped
+  let gen = 0; // bumped on each send (and new chat) so a stale history response is dropped
   let maxSeenId = 0;
   const seen = new Set(); // server message ids already on screen
   let booted = null;
   let pollTimer = 0;
+  let agentName = null; // the person handling the chat, when the server named one
+  let queuePos = null; // place in the queue while waiting for a person
+  let stream = null; // the push stream (EventSource) while a person has or is about to take the chat
+  let lingerTimer = 0;
+  let pushBroken = false; // the push stream failed for good for this session: poll instead
+  let catchUpPending = false; // a history catch-up waits for the current send to finish
+  let pending = []; // own messages on screen that the server has not numbered yet
+  let lastUserText = ''; // the shopper's latest message: the query that assistant cards answer
+  let lastQuietNotice = ''; // the last notice of a reply sent while a person has the chat
   let uid = 0;
   let stick = true; // keep the log pinned to the bottom unless the user scrolled up
   let typingEl = null;
@@ -195,7 +213,7 @@
     }, icon(ICON_CHAT, 'aisle-icon-chat'), icon(ICON_CLOSE, 'aisle-icon-x'));
 
     const titleId = 'aisle-title';
-    const status = el('p', { class: 'aisle-status', id: 'aisle-status', 'aria-live': 'polite' });
+    const status = el('p', { class: 'aisle-status', id: 'aisle-status', 'data-testid': 'aisle-status', 'aria-live': 'polite' });
     const closeBtn = el('button', { type: 'button', class: 'aisle-close', 'aria-label': t.closeLabel }, icon(ICON_CLOSE));
     const header = el('div', { class: 'aisle-header' },
       el('div', { class: 'aisle-heading' }, el('h2', { class: 'aisle-title', id: titleId, text: t.title }), status),
@@ -211,14 +229,17 @@
     const form = el('form', { class: 'aisle-form', novalidate: true },
       el('label', { class: 'aisle-sr', for: 'aisle-input', text: t.inputLabel }),
       input, counter, sendBtn);
+    // Shown once the chat is closed: the input is disabled and this starts over.
+    const newChatBtn = el('button', { type: 'button', class: 'aisle-new-chat', 'data-testid': 'aisle-new-chat', text: t.newChat });
+    const closedBar = el('div', { class: 'aisle-closed-bar', hidden: true }, newChatBtn);
     const panel = el('div', {
       id: 'aisle-panel', class: 'aisle-panel', 'data-testid': 'aisle-panel',
       role: 'dialog', 'aria-label': t.title, 'aria-describedby': 'aisle-status', hidden: true,
-    }, header, log, chips, form);
+    }, header, log, chips, closedBar, form);
 
     root.append(panel, launcher);
     document.body.appendChild(root);
-    ui = { root, launcher, panel, status, closeBtn, log, chips, input, counter, sendBtn, form };
+    ui = { root, launcher, panel, status, closeBtn, log, chips, input, counter, sendBtn, form, closedBar, newChatBtn };
 
     launcher.addEventListener('click', () => (panel.hidden ? open() : close(true)));
     closeBtn.addEventListener('click', () => close(true));
@@ -233,6 +254,7 @@
       }
     });
     input.addEventListener('input', onInput);
+    newChatBtn.addEventListener('click', () => { newChat(); });
     document.addEventListener('visibilitychange', () => { if (!document.hidden) schedulePoll(); });
     setState('bot');
     if (store.get('sessionStorage', OPEN_KEY) === '1') open(false);
@@ -274,7 +296,7 @@
     store.set('sessionStorage', OPEN_KEY, '1');
     boot();
     scrollDown(true);
-    if (focus) requestAnimationFrame(() => (input.disabled ? ui.closeBtn : input).focus());
+    if (focus) requestAnimationFrame(() => focusTarget().focus());
   }
 
   function close(returnFocus) {
@@ -298,21 +320,76 @@
     scrollDown();
   }
 
-  function setState(state) {
-    convState = typeof state === 'string' && state ? state : convState;
+  // Where focus goes in the panel: the input, or the "new chat" button once the chat is closed.
+  function focusTarget() {
+    if (convState === 'closed' && !ui.closedBar.hidden) return ui.newChatBtn;
+    return ui.input.disabled ? ui.closeBtn : ui.input;
+  }
+
+  const STATES = ['bot', 'waiting_for_agent', 'agent', 'closed'];
+  const withPerson = (s) => s === 'waiting_for_agent' || s === 'agent';
+
+  // `info` (history, the push stream's state event) may carry agent_name and queue_position;
+  // a change of state without them forgets the old ones.
+  // `full`: the info is a whole history just fetched, so there is nothing to catch up on.
+  function setState(state, info, full) {
+    const prev = convState;
+    if (typeof state === 'string' && STATES.includes(state)) convState = state;
+    const has = (k) => info && typeof info === 'object' && Object.prototype.hasOwnProperty.call(info, k);
+    if (has('agent_name')) agentName = typeof info.agent_name === 'string' && info.agent_name.trim() ? info.agent_name.trim() : null;
+    else if (convState !== prev) agentName = null;
+    if (has('queue_position')) {
+      const n = Number(info.queue_position);
+      queuePos = info.queue_position != null && Number.isInteger(n) && n > 0 ? n : null;
+    } else if (convState !== prev) queuePos = null;
+    if (convState !== prev) lastQuietNotice = '';
     ui.root.dataset.state = convState;
-    ui.status.textContent = t.state[convState] || '';
+    ui.status.textContent = statusText();
+    if (convState === 'closed') setChips([]);
+    syncControls();
+    if (withPerson(convState)) {
+      clearTimeout(lingerTimer);
+      lingerTimer = 0;
+      openStream();
+    } else if (full) stopStream(); // a whole history was just shown: nothing can be missing
+    else if ((stream || withPerson(prev)) && !lingerTimer) {
+      // Leaving a person's hands: the "back with the assistant" / "closed" notice may follow the
+      // state event, so keep listening a moment, then stop and fetch whatever is still missing.
+      lingerTimer = setTimeout(() => {
+        lingerTimer = 0;
+        if (withPerson(convState)) return;
+        stopStream();
+        catchUp();
+      }, stream ? LINGER_MS : 0);
+    }
     schedulePoll();
+  }
+
+  function statusText() {
+    if (convState === 'waiting_for_agent') return queuePos != null ? fmt(t.waitingN, { n: queuePos }) : t.state.waiting_for_agent;
+    if (convState === 'agent') return agentName ? fmt(t.withAgent, { name: agentName }) : t.state.agent;
+    return t.state[convState] || t.state.bot;
+  }
+
+  // The input is off while a reply streams in and for good once the chat is closed.
+  function syncControls() {
+    const closed = convState === 'closed';
+    const off = busy || closed;
+    const hadFocus = document.activeElement === ui.input;
+    ui.input.disabled = off;
+    ui.sendBtn.disabled = off;
+    ui.closedBar.hidden = !closed;
+    ui.newChatBtn.disabled = closed && busy;
+    if (closed && hadFocus && !ui.panel.hidden) ui.newChatBtn.focus();
   }
 
   function setBusy(on) {
     busy = on;
-    ui.input.disabled = on;
-    ui.sendBtn.disabled = on;
+    syncControls();
     ui.log.setAttribute('aria-busy', on ? 'true' : 'false');
     // Disabling the input (or removing the clicked chip) dropped focus to <body>: bring it back.
     const a = document.activeElement;
-    if (!on && !ui.panel.hidden && (!a || a === document.body || a === ui.input)) ui.input.focus();
+    if (!on && !ui.panel.hidden && (!a || a === document.body || a === ui.input)) focusTarget().focus();
   }
 
   function showTyping() {
@@ -333,8 +410,13 @@
     const r = ['user', 'assistant', 'agent', 'system'].includes(role) ? role : 'system';
     const node = el('div', { class: 'aisle-msg aisle-msg--' + r, 'data-testid': 'aisle-msg', 'data-role': r });
     const msg = { el: node, role: r, id: null, query: opts.query || '', cards: [] };
-    // The sender label is drawn by CSS from data-sender, keeping the bubble's text exactly the message.
-    if (r === 'agent') node.setAttribute('data-sender', t.agentName);
+    // A person's messages carry their name above the text, outside .aisle-text, so the text
+    // element still holds exactly the message.
+    if (r === 'agent') {
+      const sender = str(opts.sender).trim() || t.agentName;
+      node.setAttribute('data-sender', sender);
+      node.appendChild(el('div', { class: 'aisle-sender', text: sender }));
+    }
     msg.textEl = el('div', { class: 'aisle-text' });
     msg.textEl.textContent = str(text);
     node.appendChild(msg.textEl);
@@ -345,6 +427,7 @@
   function setMessageId(msg, id) {
     const n = Number(id);
     if (!Number.isFinite(n)) return;
+    if (pending.length) pending = pending.filter((p) => p !== msg);
     msg.id = n;
     msg.el.dataset.messageId = String(n);
     seen.add(n);
@@ -483,7 +566,9 @@
 
   // ---------- server calls ----------
   function forgetSession() {
+    stopStream();
     sessionId = null;
+    pushBroken = false;
     store.del('localStorage', SESSION_KEY);
   }
 
@@ -598,7 +683,12 @@
         if (typeof data.text === 'string') appendText(ensureBubble(), data.text);
       } else if (name === 'done') {
         finished = true;
-        finishReply(ensureBubble(), data, userMsg);
+        const reply = (data && data.reply) || {};
+        const hasText = typeof reply.text === 'string' && reply.text !== '';
+        const hasCards = Array.isArray(reply.cards) && reply.cards.length > 0;
+        // While a person has the chat the reply is only a notice: no (empty) bubble at all.
+        if (!bubble && !hasText && !hasCards) finishQuiet(data || {}, userMsg);
+        else finishReply(ensureBubble(), data, userMsg);
       } else if (name === 'error') {
         errored = true;
         hideTyping();
@@ -648,6 +738,19 @@
     bubble.el.dataset.done = 'true';
   }
 
+  // A reply without words of its own (a person has the chat): the shopper's message gets its id,
+  // the notice is shown, but the same notice is not repeated after every message.
+  function finishQuiet(data, userMsg) {
+    const reply = (data && data.reply) || {};
+    if (data.user_message_id != null) setMessageId(userMsg, data.user_message_id);
+    setChips(reply.chips);
+    if (reply.state) setState(reply.state);
+    const text = str(reply.notice).trim();
+    const quiet = withPerson(convState);
+    if (text && !(quiet && text === lastQuietNotice)) notice(text);
+    if (quiet && text) lastQuietNotice = text;
+  }
+
   // ---------- sending ----------
   function submitInput() {
     const text = ui.input.value;
@@ -661,13 +764,16 @@
     if (!ui) init();
     if (!ui) return false;
     const text = str(raw).trim().slice(0, MAX_LEN);
-    if (!text || busy) return false;
+    if (!text || busy || convState === 'closed') return false;
     busy = true; // claim before any await so two quick sends cannot interleave
     await boot();
+    if (convState === 'closed') { busy = false; return false; } // restored as closed: start a new chat first
     gen++;
     setBusy(true);
     setChips([]);
     const userMsg = addMessage('user', text, { query: text });
+    lastUserText = text;
+    pending.push(userMsg); // the push stream may echo it before the reply says its id
     scrollDown(true);
     showTyping();
     let ok = false;
@@ -684,37 +790,58 @@
     } catch (e) {
       hideTyping();
       userMsg.el.classList.add('aisle-msg--failed');
+      if (e instanceof HttpError) pending = pending.filter((p) => p !== userMsg); // refused: not stored
       notice(e instanceof HttpError ? e.message : t.network, 'error');
       // Give the text back so the shopper can retry without retyping.
       if (fromInput && !ui.input.value) { ui.input.value = text; onInput(); }
     } finally {
       hideTyping();
       setBusy(false);
+      if (catchUpPending) catchUp();
     }
     return ok;
   }
 
   // ---------- history ----------
-  function renderStored(m, lastUser) {
-    if (!m || typeof m !== 'object' || seen.has(Number(m.id))) return lastUser;
+  // Renders one stored message unless it is already on screen.
+  function renderStored(m) {
+    if (!m || typeof m !== 'object' || seen.has(Number(m.id))) return null;
     const role = str(m.role);
     if (role === 'user') {
-      addMessage('user', m.text, { id: m.id });
-      return str(m.text);
+      lastUserText = str(m.text);
+      return addMessage('user', m.text, { id: m.id });
     }
     if (role === 'system') {
       const n = notice(str(m.text));
       if (m.id != null) setMessageId(n, m.id);
-      return lastUser;
+      return n;
     }
-    const msg = addMessage(role === 'agent' ? 'agent' : 'assistant', m.text, { id: m.id, query: lastUser });
-    if (msg.role === 'assistant') {
-      if (Array.isArray(m.cards) && m.cards.length) setCards(msg, m.cards);
-      if (m.kind) msg.el.dataset.kind = str(m.kind);
-      addThumbs(msg);
-      msg.el.dataset.done = 'true';
+    const agent = role === 'agent';
+    const msg = addMessage(agent ? 'agent' : 'assistant', m.text, { id: m.id, query: lastUserText, sender: agent ? m.agent_name : null });
+    if (Array.isArray(m.cards) && m.cards.length) setCards(msg, m.cards);
+    if (m.kind) msg.el.dataset.kind = str(m.kind);
+    if (!agent) addThumbs(msg); // thumbs rate the assistant, not a person
+    msg.el.dataset.done = 'true';
+    return msg;
+  }
+
+  // A message from the push stream or a poll: skip what is on screen, and recognise the shopper's
+  // own messages (sent from this page, not numbered yet) instead of showing them twice.
+  const norm = (s) => str(s).replace(/\s+/g, ' ').trim();
+  function ingest(m) {
+    if (!m || typeof m !== 'object' || m.id == null) return;
+    const id = Number(m.id);
+    if (!Number.isFinite(id) || seen.has(id)) return;
+    if (str(m.role) === 'user') {
+      const mine = pending.find((p) => norm(p.textEl.textContent) === norm(m.text));
+      if (mine) {
+        mine.el.classList.remove('aisle-msg--failed'); // it did arrive after all
+        setMessageId(mine, id);
+        return;
+      }
     }
-    return lastUser;
+    renderStored(m);
+    if (ui.panel.hidden && str(m.role) !== 'user') ui.root.dataset.unread = 'true';
   }
 
   function greet() {
@@ -734,9 +861,8 @@
       const body = await fetchHistory();
       const msgs = Array.isArray(body && body.messages) ? body.messages : [];
       if (!msgs.length) greet();
-      let lastUser = '';
-      for (const m of msgs) lastUser = renderStored(m, lastUser);
-      setState(body.state);
+      for (const m of msgs) renderStored(m);
+      setState(body.state, body, true);
       scrollDown(true);
     } catch (e) {
       if (e instanceof HttpError && e.status === 404) { forgetSession(); greet(); return; }
@@ -745,29 +871,118 @@
     }
   }
 
-  // While waiting for or talking to a person, their messages are fetched every few seconds.
+  // Fetches the history and shows what is new; the answer is dropped if a send started meanwhile.
+  async function syncHistory() {
+    const started = gen;
+    const sid = sessionId;
+    if (!sid) return;
+    try {
+      const body = await fetchHistory();
+      if (started !== gen || busy || sid !== sessionId) return;
+      for (const m of (Array.isArray(body.messages) ? body.messages : [])) {
+        if (m && Number(m.id) > maxSeenId) ingest(m);
+      }
+      setState(body.state, body, true);
+    } catch (_) { /* transient: the next poll or event tries again */ }
+  }
+
+  // After the chat leaves a person's hands: pick up what the stream had no time to deliver.
+  function catchUp() {
+    if (!sessionId) return;
+    if (busy) { catchUpPending = true; return; } // after the current send
+    catchUpPending = false;
+    syncHistory();
+  }
+
+  // ---------- push stream (while a person has, or is about to take, the chat) ----------
+  const canPush = () => typeof window.EventSource === 'function';
+  function openStream() {
+    if (stream || pushBroken || !sessionId || !canPush()) return;
+    const sid = sessionId;
+    let es;
+    try {
+      es = new EventSource(api('/api/chat/sessions/' + encodeURIComponent(sid) + '/events?after=' + maxSeenId));
+    } catch (_) { pushBroken = true; return; }
+    stream = es;
+    const live = () => stream === es && sessionId === sid;
+    const parse = (e) => { try { return JSON.parse(e.data); } catch (_) { return null; } };
+    es.addEventListener('message', (e) => {
+      if (!live()) return;
+      const m = parse(e);
+      if (m && typeof m === 'object' && m.id == null && e.lastEventId) m.id = e.lastEventId;
+      ingest(m);
+    });
+    es.addEventListener('state', (e) => {
+      if (!live()) return;
+      const d = parse(e);
+      if (d && typeof d === 'object') setState(d.state, d);
+    });
+    es.addEventListener('error', () => {
+      if (!live()) return;
+      // CONNECTING: the browser reconnects by itself, resuming after Last-Event-ID.
+      // CLOSED: it gave up for good (an HTTP error, not an event stream): poll instead.
+      if (es.readyState === 2) {
+        const lingering = !withPerson(convState);
+        stopStream();
+        pushBroken = true;
+        if (lingering) catchUp();
+        schedulePoll();
+      }
+    });
+  }
+  function stopStream() {
+    clearTimeout(lingerTimer);
+    lingerTimer = 0;
+    if (stream) stream.close();
+    stream = null;
+  }
+
+  // The fallback: without a working push stream, the history is fetched every few seconds.
   function schedulePoll() {
     clearTimeout(pollTimer);
-    if (!sessionId || (convState !== 'waiting_for_agent' && convState !== 'agent')) return;
+    if (!sessionId || !withPerson(convState)) return;
+    if (stream || (!pushBroken && canPush())) return; // messages are pushed
     pollTimer = setTimeout(poll, POLL_MS);
   }
   async function poll() {
     if (busy || document.hidden || !sessionId) { schedulePoll(); return; }
-    const started = gen;
-    try {
-      const body = await fetchHistory();
-      if (started === gen && !busy) {
-        let lastUser = '';
-        for (const m of (Array.isArray(body.messages) ? body.messages : [])) {
-          if (Number(m && m.id) > maxSeenId) {
-            lastUser = renderStored(m, lastUser);
-            if (ui.panel.hidden && m.role !== 'user') ui.root.dataset.unread = 'true';
-          } else if (m && m.role === 'user') lastUser = str(m.text);
-        }
-        setState(body.state);
-      }
-    } catch (_) { /* transient: try again next tick */ }
+    await syncHistory();
     schedulePoll();
+  }
+
+  // ---------- a new chat after a closed one ----------
+  async function newChat() {
+    if (busy || !ui) return;
+    busy = true;
+    setBusy(true);
+    stopStream();
+    clearTimeout(pollTimer);
+    const old = sessionId;
+    forgetSession();
+    try {
+      await ensureSession();
+    } catch (e) {
+      // Keep showing (and remembering) the closed chat; the button stays for another try.
+      sessionId = old;
+      if (old) store.set('localStorage', SESSION_KEY, old);
+      notice(e instanceof HttpError ? e.message : t.newChatFailed, 'error');
+      setBusy(false);
+      return;
+    }
+    gen++;
+    hideTyping();
+    ui.log.textContent = '';
+    seen.clear();
+    maxSeenId = 0;
+    pending = [];
+    lastUserText = '';
+    catchUpPending = false;
+    booted = Promise.resolve();
+    delete ui.root.dataset.unread;
+    setState('bot', { agent_name: null, queue_position: null });
+    greet();
+    scrollDown(true);
+    setBusy(false);
   }
 
   // ---------- start ----------

@@ -84,22 +84,74 @@ async fn screenshot(c: &fantoccini::Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Finds `css` and runs `act` on it, again when a live page re-rendered the element in between
+/// (a stale reference).
+async fn on_element<F, Fut>(c: &fantoccini::Client, css: &str, act: F)
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+{
+    let started = Instant::now();
+    loop {
+        let e = c.find(Locator::Css(css)).await.unwrap();
+        match act(e).await {
+            Ok(()) => return,
+            Err(err) if started.elapsed() < Duration::from_secs(10) => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{css}: {err}"),
+        }
+    }
+}
+
 async fn type_into(c: &fantoccini::Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(text)
+    on_element(c, css, |e| async move { e.send_keys(text).await }).await;
+}
+
+async fn click(c: &fantoccini::Client, css: &str) {
+    on_element(c, css, |e| async move { e.click().await.map(|_| ()) }).await;
+}
+
+/// Serves the app on a free port, with client addresses as `aisle serve` has them; the base URL.
+async fn serve(state: aisle::state::AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app =
+            aisle::web::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).await.unwrap()
+    });
+    base
+}
+
+/// Opens the storefront and waits for the widget's launcher.
+async fn open_store(c: &fantoccini::Client, base: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("[data-testid=aisle-launcher]"))
         .await
         .unwrap();
 }
 
-async fn click(c: &fantoccini::Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
+/// Fills in and submits the staff login form.
+async fn log_in(c: &fantoccini::Client, username: &str) {
+    type_into(c, "input[name=username]", username).await;
+    type_into(c, "input[name=password]", PASSWORD).await;
+    click(c, "#login").await;
+}
+
+/// Fails when the hostile `<img src=x onerror=…>` text was rendered as markup (inside `scope`).
+async fn assert_rendered_as_text(c: &fantoccini::Client, scope: &str) {
+    let injected = c
+        .execute(
+            &format!("return document.querySelectorAll('{scope} img[src=\"x\"]').length + (document.title === 'pwned' ? 100 : 0);"),
+            vec![],
+        )
         .await
         .unwrap();
+    assert_eq!(injected, json!(0), "text was rendered as HTML");
 }
 
 /// Runs the editor's preview for `phrase` (replacing what the box held).
@@ -169,9 +221,7 @@ async fn an_editor_logs_in_adds_a_synonym_and_sees_the_preview_change(pool: PgPo
     c.goto(&node_url).await.unwrap();
     // Not logged in: the login form, which returns to the node afterwards.
     assert!(c.current_url().await.unwrap().path().ends_with("/kg/login"));
-    type_into(&c, "input[name=username]", "edna").await;
-    type_into(&c, "input[name=password]", PASSWORD).await;
-    click(&c, "#login").await;
+    log_in(&c, "edna").await;
     c.wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::Id("save"))
@@ -234,23 +284,12 @@ async fn wait_js(c: &fantoccini::Client, script: &str, secs: u64) -> serde_json:
 #[sqlx::test]
 async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_reload(pool: PgPool) {
     let state = common::demo_state(pool.clone()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let app =
-            aisle::web::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app).await.unwrap()
-    });
+    let base = serve(state).await;
 
     let driver = start_driver();
     let c = browser(&driver).await;
-    c.goto(&format!("{base}/")).await.unwrap();
     // The storefront embeds the widget with one script tag; open it from the launcher.
-    c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("[data-testid=aisle-launcher]"))
-        .await
-        .unwrap();
+    open_store(&c, &base).await;
     click(&c, "[data-testid=aisle-launcher]").await;
     type_into(
         &c,
@@ -297,11 +336,7 @@ async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_re
     )
     .await;
     assert!(shown.as_str().unwrap().contains("<img src=x"), "{shown}");
-    let injected = c
-        .execute("return document.querySelectorAll('#aisle-widget img[src=\"x\"]').length + (document.title === 'pwned' ? 100 : 0);", vec![])
-        .await
-        .unwrap();
-    assert_eq!(injected, json!(0), "the message was rendered as HTML");
+    assert_rendered_as_text(&c, "#aisle-widget").await;
     wait_js(
         &c,
         "document.querySelectorAll('[data-testid=aisle-msg][data-role=assistant][data-done=true]').length >= 2",
@@ -338,12 +373,7 @@ async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_re
     }
 
     // Back on the storefront, the conversation is restored from the server.
-    c.goto(&format!("{base}/")).await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("[data-testid=aisle-launcher]"))
-        .await
-        .unwrap();
+    open_store(&c, &base).await;
     let _ = c
         .execute(
             "window.aisleWidget && window.aisleWidget.open(); return 1;",
@@ -371,4 +401,93 @@ async fn a_shopper_chats_in_the_widget_clicks_a_card_and_finds_the_chat_after_re
     .await;
     screenshot(&c, "widget-restored").await;
     c.close().await.unwrap();
+}
+
+#[sqlx::test]
+async fn an_agent_claims_a_chat_in_the_dashboard_and_the_shoppers_widget_shows_the_reply(
+    pool: PgPool,
+) {
+    let state = common::demo_state(pool.clone()).await;
+    state
+        .auth
+        .create_user("asha", "Asha", Role::Agent, PASSWORD)
+        .await
+        .unwrap();
+    // The relay carries changes to the open event streams, as `aisle serve` runs it.
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let _relay = state.relay.spawn_listener(pool.clone(), stop_rx);
+    let base = serve(state).await;
+    let driver = start_driver();
+
+    // The shopper asks for a person in the widget on the storefront.
+    let shopper = browser(&driver).await;
+    open_store(&shopper, &base).await;
+    click(&shopper, "[data-testid=aisle-launcher]").await;
+    let hostile = "<img src=x onerror=\"document.title='pwned'\"> I want to talk to a person";
+    type_into(&shopper, "[data-testid=aisle-input]", hostile).await;
+    click(&shopper, "[data-testid=aisle-send]").await;
+    wait_js(
+        &shopper,
+        "(document.querySelector('[data-testid=aisle-status]') || {}).textContent?.includes('Waiting')",
+        60,
+    )
+    .await;
+
+    // The agent logs in, sees the chat in the queue, claims it and replies.
+    let agent = browser(&driver).await;
+    agent.goto(&format!("{base}/agent")).await.unwrap();
+    assert!(
+        agent
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/kg/login")
+    );
+    log_in(&agent, "asha").await;
+    agent
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("[data-testid=agent-claim]"))
+        .await
+        .unwrap();
+    click(&agent, "[data-testid=agent-claim]").await;
+    let said = wait_js(
+        &agent,
+        "Array.from(document.querySelectorAll('[data-testid=agent-msg][data-role=user]')).map(e => e.textContent).join('|') || false",
+        15,
+    )
+    .await;
+    assert!(said.as_str().unwrap().contains("<img src=x"), "{said}");
+    assert_rendered_as_text(&agent, "").await;
+    type_into(
+        &agent,
+        "[data-testid=agent-reply-input]",
+        "Hello, this is Asha. How can I help?",
+    )
+    .await;
+    click(&agent, "[data-testid=agent-send]").await;
+    screenshot(&agent, "agent-dashboard").await;
+
+    // The shopper's widget, on its own page, shows who has the chat and the reply.
+    let reply = wait_js(
+        &shopper,
+        "Array.from(document.querySelectorAll('[data-testid=aisle-msg][data-role=agent]')).map(e => e.textContent).join('|') || false",
+        30,
+    )
+    .await;
+    assert!(reply.as_str().unwrap().contains("this is Asha"), "{reply}");
+    let status = wait_js(
+        &shopper,
+        "document.querySelector('[data-testid=aisle-status]').textContent.includes('Asha') && document.querySelector('[data-testid=aisle-status]').textContent",
+        15,
+    )
+    .await;
+    assert!(
+        status.as_str().unwrap().contains("chatting with Asha"),
+        "{status}"
+    );
+    screenshot(&shopper, "widget-agent-reply").await;
+    agent.close().await.unwrap();
+    shopper.close().await.unwrap();
 }

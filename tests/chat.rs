@@ -617,3 +617,39 @@ async fn the_http_api_streams_events_restores_history_and_enforces_limits(pool: 
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+#[sqlx::test]
+async fn the_queue_summary_is_written_by_the_model_in_the_transcripts_own_words(pool: PgPool) {
+    let llm = handle(SMOLLM.clone());
+    let mut s = settings();
+    s.support.summary_timeout_ms = 120_000;
+    let state = demo(pool.clone(), Some(llm), s).await;
+    let session = state.chat.start(None, None).await.unwrap();
+    turn(
+        &state.chat,
+        session,
+        "red ballet flats for my wife under 800",
+    )
+    .await;
+    let (_, o) = turn(&state.chat, session, "I want to talk to a person").await;
+    assert!(o.reply.escalated);
+    assert_eq!(state.support.summarise_pending().await.unwrap(), 1);
+    // Written once: another pass (another instance) finds nothing to do.
+    assert_eq!(state.support.summarise_pending().await.unwrap(), 0);
+    let summary: String = sqlx::query_scalar("select summary from conversations where id = $1")
+        .bind(session)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let messages = aisle::chat::repo::messages(&pool, session, None)
+        .await
+        .unwrap();
+    let pattern = aisle::support::summary::pattern(&messages);
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    eprintln!("queue summary: {summary}");
+    // The model's (not the quoting fallback's), and made only of the transcript's words.
+    assert!(
+        summary.starts_with("The shopper") && re.is_match(&summary),
+        "{summary}"
+    );
+}

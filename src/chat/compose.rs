@@ -57,7 +57,7 @@ const GLUE_EN: &[&str] = &[
 ];
 
 /// The words of `text` a reply may repeat: letters only (no digits), at most 24 characters.
-fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !(c.is_alphabetic() || c == '\'' || c == '-'))
         .map(|w| w.trim_matches(|c| c == '\'' || c == '-').to_lowercase())
         .filter(|w| !w.is_empty() && w.chars().count() <= 24 && w.chars().all(char::is_alphabetic))
@@ -88,26 +88,7 @@ pub fn reply_pattern(cards: &[Card], lang: Lang, shopper: &str) -> String {
                 vocab.extend(words_of(c.brand.as_deref().unwrap_or("")));
                 vocab.extend(words_of(&c.category));
             }
-            vocab.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-            vocab.dedup();
-            // Each word lower-case or capitalised, nothing else ("woUld" is how a penalised
-            // model dodges its own repetition).
-            let mut alternatives: Vec<String> = vocab
-                .iter()
-                .flat_map(|w| {
-                    let mut chars = w.chars();
-                    let capital: String = chars
-                        .next()
-                        .map(|c| c.to_uppercase().chain(chars).collect())
-                        .unwrap_or_default();
-                    [regex::escape(w), regex::escape(&capital)]
-                })
-                .collect();
-            alternatives.dedup();
-            alternatives.extend(names);
-            let word = format!("(?:{})", alternatives.join("|"));
-            let rest = format!("(?:,? {word}){{4,18}}[.!]");
-            format!("(?:{OPENERS_EN}){rest}(?: {word}{rest})?")
+            vocabulary_pattern(OPENERS_EN, vocab, names, 4, 18)
         }
         Lang::Zh => {
             let unit = if names.is_empty() {
@@ -119,6 +100,36 @@ pub fn reply_pattern(cards: &[Card], lang: Lang, shopper: &str) -> String {
             format!("{sentence}(?:{sentence})?")
         }
     }
+}
+
+/// One or two English sentences that open with one of `openers` (an alternation) and go on with
+/// `min..=max` words, each from `vocab` (lower-case or capitalised, nothing else: "woUld" is how a
+/// penalised model dodges its own repetition) or one of `verbatim` (already escaped).
+pub(crate) fn vocabulary_pattern(
+    openers: &str,
+    mut vocab: Vec<String>,
+    verbatim: Vec<String>,
+    min: usize,
+    max: usize,
+) -> String {
+    vocab.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    vocab.dedup();
+    let mut alternatives: Vec<String> = vocab
+        .iter()
+        .flat_map(|w| {
+            let mut chars = w.chars();
+            let capital: String = chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
+            [regex::escape(w), regex::escape(&capital)]
+        })
+        .collect();
+    alternatives.dedup();
+    alternatives.extend(verbatim);
+    let word = format!("(?:{})", alternatives.join("|"));
+    let rest = format!("(?:,? {word}){{{min},{max}}}[.!]");
+    format!("(?:{openers}){rest}(?: {word}{rest})?")
 }
 
 /// The prompt for the sentences around a list of products.

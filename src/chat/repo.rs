@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Card;
+use crate::support::relay::{self, NoticeKind};
 
 /// A conversation as the turn pipeline needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -29,8 +30,34 @@ pub struct StoredMessage {
     pub kind: Option<String>,
     pub cards: Vec<Card>,
     pub created_at: DateTime<Utc>,
+    /// The agent who wrote it (role `agent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
     #[serde(skip)]
     pub meta: Value,
+}
+
+impl StoredMessage {
+    pub fn from_row(
+        (id, role, text, meta, created_at): (i64, String, String, Value, DateTime<Utc>),
+    ) -> Self {
+        Self {
+            id,
+            role,
+            text,
+            kind: meta.get("kind").and_then(Value::as_str).map(str::to_owned),
+            cards: meta
+                .get("cards")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_default(),
+            created_at,
+            agent_name: meta
+                .pointer("/agent/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            meta,
+        }
+    }
 }
 
 pub async fn create(
@@ -58,7 +85,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Conversation>, sqlx::
     .await
 }
 
-/// Stores a message; returns its id.
+/// Stores a message and announces it to every instance (on commit); returns its id.
 pub async fn add_message(
     pool: &PgPool,
     conversation: Uuid,
@@ -67,6 +94,19 @@ pub async fn add_message(
     meta: &Value,
 ) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let id = add_message_in(&mut tx, conversation, role, text, meta).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// [`add_message`] inside the caller's transaction.
+pub async fn add_message_in(
+    tx: &mut sqlx::PgConnection,
+    conversation: Uuid,
+    role: &str,
+    text: &str,
+    meta: &Value,
+) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         "insert into messages (conversation_id, role, text, meta) values ($1, $2, $3, $4) returning id",
     )
@@ -80,7 +120,7 @@ pub async fn add_message(
         .bind(conversation)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    relay::announce(tx, conversation, NoticeKind::Message, Some(id)).await?;
     Ok(id)
 }
 
@@ -110,21 +150,7 @@ pub async fn messages(
     .bind(limit.unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, role, text, meta, created_at)| StoredMessage {
-            id,
-            role,
-            text,
-            kind: meta.get("kind").and_then(Value::as_str).map(str::to_owned),
-            cards: meta
-                .get("cards")
-                .and_then(|c| serde_json::from_value(c.clone()).ok())
-                .unwrap_or_default(),
-            created_at,
-            meta,
-        })
-        .collect())
+    Ok(rows.into_iter().map(StoredMessage::from_row).collect())
 }
 
 pub async fn set_lang(pool: &PgPool, id: Uuid, lang: &str) -> Result<(), sqlx::Error> {
@@ -169,27 +195,32 @@ pub async fn add_verify_failure(pool: &PgPool, id: Uuid) -> Result<i32, sqlx::Er
     .await
 }
 
-/// Hands the conversation to the human queue, unless a person already has it. Returns the state
-/// after the call.
-pub async fn escalate(pool: &PgPool, id: Uuid, reason: &str) -> Result<String, sqlx::Error> {
+/// Hands the conversation to the human queue, unless a person already has it, recording why
+/// (`reason` for people, `rule` for machines). Returns the state after the call.
+pub async fn escalate(
+    pool: &PgPool,
+    id: Uuid,
+    reason: &str,
+    rule: &Value,
+) -> Result<String, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let state: Option<String> = sqlx::query_scalar(
         "update conversations
-         set state = 'waiting_for_agent', escalation_reason = $2, escalated_at = now(), updated_at = now()
+         set state = 'waiting_for_agent', escalation_reason = $2, escalation_rule = $3,
+             escalated_at = now(), updated_at = now(), summary = null, resolution = null
          where id = $1 and state = 'bot' returning state",
     )
     .bind(id)
     .bind(reason)
-    .fetch_optional(pool)
+    .bind(rule)
+    .fetch_optional(&mut *tx)
     .await?;
+    if state.is_some() {
+        relay::announce(&mut tx, id, NoticeKind::State, None).await?;
+    }
+    tx.commit().await?;
     match state {
-        Some(s) => {
-            // Agents' dashboards listen for queue changes (the support issue builds on this).
-            sqlx::query("select pg_notify('aisle_queue', $1)")
-                .bind(id.to_string())
-                .execute(pool)
-                .await?;
-            Ok(s)
-        }
+        Some(s) => Ok(s),
         None => {
             sqlx::query_scalar("select state from conversations where id = $1")
                 .bind(id)
@@ -209,5 +240,67 @@ pub async fn queue_position(pool: &PgPool, id: Uuid) -> Result<Option<i64>, sqlx
     )
     .bind(id)
     .fetch_optional(pool)
+    .await
+}
+
+/// Messages after `after` (by id), oldest first, at most `limit`.
+pub async fn messages_after(
+    pool: &PgPool,
+    conversation: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, Value, DateTime<Utc>)> = sqlx::query_as(
+        "select id, role, text, meta, created_at from messages
+         where conversation_id = $1 and id > $2 order by id limit $3",
+    )
+    .bind(conversation)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(StoredMessage::from_row).collect())
+}
+
+/// What the shopper's widget shows about who has the chat.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicState {
+    pub state: String,
+    pub agent_name: Option<String>,
+    pub queue_position: Option<i64>,
+}
+
+pub async fn public_state(pool: &PgPool, id: Uuid) -> Result<Option<PublicState>, sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "select c.state, u.display_name from conversations c
+         left join users u on u.id = c.assigned_agent and c.state = 'agent'
+         where c.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((state, agent_name)) = row else {
+        return Ok(None);
+    };
+    let queue_position = if state == "waiting_for_agent" {
+        queue_position(pool, id).await?
+    } else {
+        None
+    };
+    Ok(Some(PublicState {
+        state,
+        agent_name,
+        queue_position,
+    }))
+}
+
+/// The assistant messages of a conversation the shopper gave a thumbs down.
+pub async fn thumbs_down(pool: &PgPool, conversation: Uuid) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select distinct message_id from feedback_events
+         where conversation_id = $1 and kind = 'down' and message_id is not null",
+    )
+    .bind(conversation)
+    .fetch_all(pool)
     .await
 }

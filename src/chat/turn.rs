@@ -21,6 +21,7 @@ use crate::graph::{GraphService, KnowledgeGraph, NodeKind, PolicyFact};
 use crate::intent::{Intent, IntentParser, Parse, Slots, Turn};
 use crate::llm::{LlmHandle, Role};
 use crate::ranking::SearchService;
+use crate::support::rules::{self, EscalationSettings, Reason, Signals};
 
 /// What a turn reports as it goes.
 #[derive(Debug, Clone)]
@@ -55,6 +56,7 @@ pub struct ChatService {
     parser: IntentParser,
     llm: Option<LlmHandle>,
     settings: Arc<ChatSettings>,
+    escalation: Arc<EscalationSettings>,
     /// Sessions with a turn in progress (one at a time per session).
     busy: Arc<Mutex<HashSet<Uuid>>>,
     names: Arc<Mutex<Option<NamesCache>>>,
@@ -133,6 +135,7 @@ impl ChatService {
             parser,
             llm,
             settings: Arc::new(settings),
+            escalation: Arc::default(),
             busy: Arc::default(),
             names: Arc::default(),
         }
@@ -163,14 +166,16 @@ impl ChatService {
         };
         let parser =
             IntentParser::from_settings(&settings.intent, search.embedder().cloned(), llm.clone())?;
-        Ok(Self::new(
-            pool,
-            search,
-            graph,
-            parser,
-            llm,
-            settings.chat.clone(),
-        ))
+        Ok(
+            Self::new(pool, search, graph, parser, llm, settings.chat.clone())
+                .with_escalation(settings.support.escalation.clone()),
+        )
+    }
+
+    /// This service with other escalation rules.
+    pub fn with_escalation(mut self, escalation: EscalationSettings) -> Self {
+        self.escalation = Arc::new(escalation);
+        self
     }
 
     /// This service with other chat settings (same engines, same busy set).
@@ -351,19 +356,43 @@ impl ChatService {
         )
         .await?;
 
-        // 3. Route.
-        let mut draft = self
-            .route(
-                conv,
-                &graph,
-                &parse,
-                text,
-                lang,
-                &shown,
-                &history,
-                asked_email_for.as_deref(),
-            )
-            .await?;
+        // 3. Route, unless the message goes to a person: asked for one, frustrated, a
+        // sensitive topic, an unsure service question (support::rules). An answer that would be
+        // the bot's latest failure in a row goes to a person instead.
+        let order_value = if rules::mentions_damage(text) {
+            self.order_value(conv, &parse.slots).await?
+        } else {
+            None
+        };
+        let signals = Signals {
+            text,
+            intent: parse.intent,
+            confidence: parse.confidence,
+            order_value,
+        };
+        let mut draft = match rules::check(&signals, &self.escalation) {
+            Some(reason) => self.escalate(conv, &reason, lang).await?,
+            None => {
+                self.route(
+                    conv,
+                    &graph,
+                    &parse,
+                    text,
+                    lang,
+                    &shown,
+                    &history,
+                    asked_email_for.as_deref(),
+                )
+                .await?
+            }
+        };
+        if !draft.escalated {
+            let (run, rephrased) = self.failure_run(conv.id, &earlier, text).await?;
+            let fails = draft.kind == ReplyKind::Clarify;
+            if let Some(reason) = rules::repeated_failure(run, fails, rephrased, &self.escalation) {
+                draft = self.escalate(conv, &reason, lang).await?;
+            }
+        }
         let cards_ms = started.elapsed().as_millis() as u64;
         if !draft.cards.is_empty() {
             let _ = events.send(TurnEvent::Cards(draft.cards.clone())).await;
@@ -540,10 +569,7 @@ impl ChatService {
             Intent::ReturnRefund | Intent::ShippingInfo => {
                 policy_answer(graph, parse.intent, text, shown, lang)
             }
-            Intent::HumanAgent => {
-                self.escalate(conv, "the shopper asked for a person", lang)
-                    .await?
-            }
+            Intent::HumanAgent => self.escalate(conv, &Reason::Asked, lang).await?,
             Intent::Greeting => {
                 let mut d = Draft::new(
                     ReplyKind::Answer,
@@ -1026,21 +1052,35 @@ impl ChatService {
     async fn escalate(
         &self,
         conv: &Conversation,
-        reason: &str,
+        reason: &Reason,
         lang: Lang,
     ) -> Result<Draft, ChatError> {
-        let state = repo::escalate(&self.pool, conv.id, reason).await?;
+        let rule = serde_json::to_value(reason).unwrap_or(Value::Null);
+        let state = repo::escalate(&self.pool, conv.id, &reason.describe(), &rule).await?;
         let pos = repo::queue_position(&self.pool, conv.id)
             .await?
             .unwrap_or(1);
+        let why = match (reason, lang) {
+            (Reason::Asked, _) => "",
+            (Reason::Frustration { .. } | Reason::RepeatedFailure { .. }, Lang::En) => {
+                "Sorry I haven't been more helpful. "
+            }
+            (Reason::Frustration { .. } | Reason::RepeatedFailure { .. }, Lang::Zh) => {
+                "抱歉没能帮上忙。"
+            }
+            (Reason::Sensitive { .. }, Lang::En) => "This needs a person from our team. ",
+            (Reason::Sensitive { .. }, Lang::Zh) => "这个问题需要人工客服处理。",
+            (Reason::LowConfidence { .. }, Lang::En) => "I want to get this right for you. ",
+            (Reason::LowConfidence { .. }, Lang::Zh) => "为了准确处理您的问题，",
+        };
         let mut d = Draft::new(
             ReplyKind::Escalation,
             match lang {
                 Lang::En => format!(
-                    "I'm handing this chat to a person from our team. You're number {pos} in the queue, and they'll see our conversation so far."
+                    "{why}I'm handing this chat to a person from our team. You're number {pos} in the queue, and they'll see our conversation so far."
                 ),
                 Lang::Zh => format!(
-                    "正在为您转接人工客服。您在队列中排第{pos}位，客服会看到我们之前的对话。"
+                    "{why}正在为您转接人工客服。您在队列中排第{pos}位，客服会看到我们之前的对话。"
                 ),
             },
         );
@@ -1050,8 +1090,71 @@ impl ChatService {
             lang.pick("Waiting for a person to join…", "正在为您转接人工客服…")
                 .to_owned(),
         );
-        d.trace = json!({"escalation": reason, "state": state});
+        d.trace = json!({"escalation": reason.describe(), "rule": rule, "state": state});
         Ok(d)
+    }
+
+    /// How many of the bot's replies in a row, ending with the latest, failed: a clarifying
+    /// question (which includes "nothing found"), a thumbs down, or (the latest only) a reply the
+    /// shopper's new message rephrases their way around. A person's message ends the run. Also
+    /// returns whether `text` rephrases the shopper's previous message.
+    async fn failure_run(
+        &self,
+        conversation: Uuid,
+        earlier: &[&StoredMessage],
+        text: &str,
+    ) -> Result<(usize, bool), ChatError> {
+        let rephrased = earlier
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .is_some_and(|m| rules::rephrases(&m.text, text));
+        let down = repo::thumbs_down(&self.pool, conversation).await?;
+        let mut run = 0;
+        for m in earlier.iter().rev() {
+            match m.role.as_str() {
+                "user" => continue,
+                "assistant" => {
+                    let failed = m.kind.as_deref() == Some("clarify")
+                        || down.contains(&m.id)
+                        || (run == 0 && rephrased);
+                    if !failed {
+                        break;
+                    }
+                    run += 1;
+                }
+                _ => break,
+            }
+        }
+        Ok((run, rephrased))
+    }
+
+    /// The value of the order the conversation is about, when the shopper may see it: the order
+    /// named in the message (or proved earlier), else a logged-in customer's latest.
+    async fn order_value(
+        &self,
+        conv: &Conversation,
+        slots: &Slots,
+    ) -> Result<Option<f64>, ChatError> {
+        use rust_decimal::prelude::ToPrimitive;
+        let named = slots
+            .order_id
+            .clone()
+            .or_else(|| conv.verified_orders.last().cloned());
+        let order = match (&conv.customer_id, named) {
+            (Some(c), Some(id)) => orders::order_of_customer(&self.pool, c, &id).await?,
+            (Some(c), None) => orders::recent_orders(&self.pool, c, 1).await?.pop(),
+            (None, Some(id))
+                if conv
+                    .verified_orders
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case(&id)) =>
+            {
+                orders::order_by_verified_id(&self.pool, &id).await?
+            }
+            (None, _) => None,
+        };
+        Ok(order.and_then(|o| o.total.to_f64()))
     }
 
     /// The catalog's product names and brands, rebuilt when the catalog changes.

@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// Chat turns: time to the `cards` event, to the first text and to the LLM's first sentence
     /// (p50/p95), templated replies and LLM replies in one run.
     Chat(super::chat::ChatBenchArgs),
+    /// Agent-to-shopper delivery latency (p50/p95): both on one server instance, then on two
+    /// instances relaying through Postgres LISTEN/NOTIFY, in one run.
+    Handoff(super::handoff::HandoffBenchArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +107,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Embed(args) => return embed(settings, args),
         BenchCommand::Llm(args) => return llm(settings, args).await,
         BenchCommand::Chat(args) => return super::chat::bench(settings, args).await,
+        BenchCommand::Handoff(args) => return super::handoff::bench(settings, args).await,
     };
     let catalog = Catalog::open(&settings, args.catalog.catalog.as_deref()).await?;
     let products: Result<Vec<Product>, _> = crate::catalog::repo::all_products(&catalog.db.pool)

@@ -5,6 +5,7 @@ mod batch;
 mod bench;
 mod chat;
 mod eval;
+mod handoff;
 mod import;
 mod intents;
 mod kg;

@@ -15,6 +15,7 @@ use crate::graph::GraphService;
 use crate::ranking::SearchService;
 use crate::state::AppState;
 use crate::telemetry::Metrics;
+use sqlx::PgPool;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -68,6 +69,59 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
             "demo store loaded"
         );
     }
+    let state = app_state(settings, pool.clone()).await?;
+    let (search, graph, relay) = (
+        state.search.clone(),
+        state.graph.clone(),
+        state.relay.clone(),
+    );
+    let support = state.support.clone();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener_task = graph.spawn_listener(pool.clone(), stop_rx.clone());
+    let relay_task = relay.spawn_listener(pool.clone(), stop_rx.clone());
+    let summariser = support.spawn_summariser(&relay, stop_rx.clone());
+    let refresher = tokio::spawn(refresh_loop(
+        state.clone(),
+        Duration::from_secs(settings.search.refresh_secs.max(1)),
+        stop_rx,
+    ));
+    let listener = tokio::net::TcpListener::bind(settings.server.bind)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another server using it? set --bind)",
+                settings.server.bind
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, products = search.len(), "aisle is serving on http://{addr}/");
+    eprintln!("aisle is serving on http://{addr}/ (Ctrl-C stops it)");
+    crate::web::serve(
+        listener,
+        crate::web::app(state),
+        {
+            // Open event streams end when shutdown starts, so draining does not wait on them.
+            let relay = relay.clone();
+            async move {
+                super::shutdown_signal().await;
+                relay.close();
+            }
+        },
+        Duration::from_secs(settings.server.shutdown_grace_secs),
+    )
+    .await?;
+    let _ = stop_tx.send(true);
+    let _ = relay_task.await;
+    let _ = summariser.await;
+    let _ = refresher.await;
+    let _ = listener_task.await;
+    Ok(())
+}
+
+/// Everything one instance serves with, over `pool`: the search index, the knowledge graph, the
+/// conversation service (with the LLM when configured), support, and a relay (not yet listening).
+pub(super) async fn app_state(settings: &Settings, pool: PgPool) -> anyhow::Result<AppState> {
     let search = SearchService::from_settings(settings)?;
     search.refresh(&pool).await?;
     let graph = GraphService::new();
@@ -94,8 +148,16 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     )
     .await
     .context("starting the conversation service")?;
-    let state = AppState {
+    let support = crate::support::SupportService::new(
+        pool.clone(),
+        settings.support.clone(),
+        chat.llm().cloned(),
+    );
+    let relay = crate::support::Relay::new();
+    Ok(AppState {
         chat,
+        support: support.clone(),
+        relay: relay.clone(),
         chat_limits: crate::web::ChatLimits::new(&settings.chat),
         pool: pool.clone(),
         settings: Arc::new(settings.clone()),
@@ -106,37 +168,7 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
             pool.clone(),
             Duration::from_secs(settings.auth.session_ttl_secs),
         ),
-    };
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listener_task = graph.spawn_listener(pool.clone(), stop_rx.clone());
-    let refresher = tokio::spawn(refresh_loop(
-        state.clone(),
-        Duration::from_secs(settings.search.refresh_secs.max(1)),
-        stop_rx,
-    ));
-    let listener = tokio::net::TcpListener::bind(settings.server.bind)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another server using it? set --bind)",
-                settings.server.bind
-            )
-        })?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, products = search.len(), "aisle is serving on http://{addr}/");
-    eprintln!("aisle is serving on http://{addr}/ (Ctrl-C stops it)");
-    crate::web::serve(
-        listener,
-        crate::web::app(state),
-        super::shutdown_signal(),
-        Duration::from_secs(settings.server.shutdown_grace_secs),
-    )
-    .await?;
-    let _ = stop_tx.send(true);
-    let _ = refresher.await;
-    let _ = listener_task.await;
-    Ok(())
+    })
 }
 
 /// Rebuilds the search index and the knowledge graph when the catalog or the curated layer

@@ -4,6 +4,9 @@
 //! - `POST /api/chat/sessions/{id}/messages` `{"text"}` → `text/event-stream`: `intent`, `cards`,
 //!   `token`…, then `done` (the stored reply) or `error`
 //! - `GET /api/chat/sessions/{id}/messages` → the conversation so far, for restoring the widget
+//! - `GET /api/chat/sessions/{id}/events?after=N` → `text/event-stream` of what happens next:
+//!   `message` (every stored message after N, event id = message id, so a reconnecting
+//!   EventSource resumes with `Last-Event-ID`) and `state` (who has the chat, the queue position)
 //!
 //! Limits: message length (`chat.max_message_chars`), messages per session and per client address
 //! per minute (429 with Retry-After), one reply at a time per session (409).
@@ -215,12 +218,133 @@ pub async fn history(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let session = session_id(&raw)?;
     let (conv, messages) = state.chat.history(session).await?;
+    let public = crate::chat::repo::public_state(&state.pool, session).await?;
     Ok(Json(json!({
         "session_id": conv.id,
         "state": conv.state,
+        "agent_name": public.as_ref().and_then(|p| p.agent_name.clone()),
+        "queue_position": public.as_ref().and_then(|p| p.queue_position),
         "lang": conv.lang,
         "messages": messages,
     })))
+}
+
+#[derive(Deserialize)]
+pub struct EventsParams {
+    after: Option<i64>,
+}
+
+/// Messages read per database round trip while catching up.
+const CATCH_UP_BATCH: i64 = 200;
+/// How often a quiet stream re-reads anyway (a safety net under the NOTIFY wake-ups).
+const SAFETY_POLL: Duration = Duration::from_secs(20);
+
+/// Sends every message after `cursor` to `tx`; the new cursor, or `None` when the client left.
+async fn catch_up(
+    pool: &sqlx::PgPool,
+    session: Uuid,
+    mut cursor: i64,
+    tx: &mpsc::Sender<Event>,
+) -> Result<Option<i64>, sqlx::Error> {
+    loop {
+        let batch =
+            crate::chat::repo::messages_after(pool, session, cursor, CATCH_UP_BATCH).await?;
+        let n = batch.len() as i64;
+        for m in batch {
+            let e = Event::default()
+                .event("message")
+                .id(m.id.to_string())
+                .data(json!(m).to_string());
+            if tx.send(e).await.is_err() {
+                return Ok(None);
+            }
+            cursor = m.id;
+        }
+        if n < CATCH_UP_BATCH {
+            return Ok(Some(cursor));
+        }
+    }
+}
+
+/// The shopper's push stream: everything stored after the cursor, then every new message and
+/// state change as it happens, across instances (relayed through Postgres NOTIFY). The database
+/// is the source: a wake-up only says "read again", and the cursor (the last message id sent)
+/// makes the read exact, so nothing is lost or sent twice across reconnects and restarts.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
+    super::extract::AppQuery(p): super::extract::AppQuery<EventsParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    use crate::chat::repo;
+    let session = session_id(&raw)?;
+    state.chat_limits.check(None, &ip)?;
+    // Subscribe before the first read, so a change between the read and the wait still wakes us.
+    let mut sub = state.relay.subscribe();
+    let first = repo::public_state(&state.pool, session)
+        .await?
+        .ok_or(ChatError::UnknownSession(session))?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let mut cursor = resume.or(p.after).unwrap_or(0).max(0);
+    let pool = state.pool.clone();
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let mut last_state: Option<repo::PublicState> = None;
+        let mut current = Some(first);
+        loop {
+            // Catch up from the database.
+            match catch_up(&pool, session, cursor, &tx).await {
+                Ok(Some(c)) => cursor = c,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, %session, "event stream read failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            let now = match current.take() {
+                Some(s) => Some(s),
+                None => match repo::public_state(&pool, session).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %session, "event stream state read failed");
+                        last_state.clone()
+                    }
+                },
+            };
+            let Some(now) = now else { return };
+            if last_state.as_ref() != Some(&now) {
+                if tx
+                    .send(Event::default().event("state").data(json!(now).to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                last_state = Some(now);
+            }
+            // Wait for a change to this conversation (or a resync, or the safety poll).
+            let deadline = tokio::time::sleep(SAFETY_POLL);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    w = sub.next() => match w {
+                        None => return,
+                        Some(crate::support::Wake::Notice(n)) if n.conversation != session => {}
+                        Some(_) => break,
+                    },
+                    _ = &mut deadline => break,
+                    _ = tx.closed() => return,
+                }
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx).map(Ok))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 pub async fn widget_script() -> impl axum::response::IntoResponse {

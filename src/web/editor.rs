@@ -149,7 +149,9 @@ pub struct CsrfForm {
 
 /// Only local paths: never redirect off-site after login.
 fn safe_next(next: &str) -> String {
-    if next.starts_with("/kg") && !next.starts_with("//") {
+    if (next.starts_with("/kg") || next == "/agent" || next.starts_with("/agent?"))
+        && !next.starts_with("//")
+    {
         next.to_owned()
     } else {
         "/kg".to_owned()

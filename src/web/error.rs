@@ -16,6 +16,7 @@ use crate::chat::customer::TokenError;
 use crate::graph::GraphError;
 use crate::llm::LlmError;
 use crate::ranking::SearchError;
+use crate::support::SupportError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -49,6 +50,8 @@ pub enum AppError {
     Llm(#[from] LlmError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+    #[error(transparent)]
+    Support(#[from] SupportError),
     #[error("too many messages; try again in {} seconds", .retry_after.as_secs().max(1))]
     RateLimited { retry_after: std::time::Duration },
 }
@@ -143,6 +146,18 @@ impl AppError {
             )) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Chat(ChatError::Db(_) | ChatError::Intent(_) | ChatError::Internal(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "chat_error")
+            }
+            Self::Support(SupportError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "conversation_not_found")
+            }
+            Self::Support(SupportError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Support(SupportError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            Self::Support(SupportError::Invalid(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Support(SupportError::Db(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            )) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Support(SupportError::Db(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
             }
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }

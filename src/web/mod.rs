@@ -1,6 +1,7 @@
 //! HTTP: the only module that imports axum. Routes, extractors, the `AppError` mapping, middleware
 //! (request ids, tracing spans, metrics, body limits, timeouts, panics → 500) and graceful shutdown.
 
+mod agent;
 mod chat;
 mod editor;
 mod error;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
             "/api/chat/sessions/{id}/messages",
             post(chat::post_message).get(chat::history),
         )
+        .route("/api/chat/sessions/{id}/events", get(chat::events))
         .route("/api/feedback", post(feedback::create))
         .layer(
             CorsLayer::new()
@@ -63,6 +65,27 @@ pub fn app(state: AppState) -> Router {
         .route("/static/kg.js", get(storefront::editor_script))
         .route("/static/widget.js", get(chat::widget_script))
         .route("/static/widget.css", get(chat::widget_stylesheet))
+        .route("/agent", get(agent::page))
+        .route("/static/agent.js", get(agent::script))
+        .route("/static/agent.css", get(agent::stylesheet))
+        .route("/agent/api/queue", get(agent::queue))
+        .route("/agent/api/events", get(agent::events))
+        .route("/agent/api/conversations/{id}", get(agent::conversation))
+        .route("/agent/api/conversations/{id}/claim", post(agent::claim))
+        .route("/agent/api/conversations/{id}/messages", post(agent::reply))
+        .route("/agent/api/conversations/{id}/notes", post(agent::note))
+        .route(
+            "/agent/api/conversations/{id}/handback",
+            post(agent::hand_back),
+        )
+        .route("/agent/api/conversations/{id}/close", post(agent::close))
+        .route(
+            "/agent/api/canned",
+            get(agent::canned).post(agent::add_canned),
+        )
+        .route("/agent/api/canned/{id}/delete", post(agent::delete_canned))
+        .route("/agent/api/products", get(agent::products))
+        .route("/agent/api/audit", get(agent::audit))
         .route("/kg", get(editor::index))
         .route("/kg/login", get(editor::login_page).post(editor::login))
         .route("/kg/logout", post(editor::logout))

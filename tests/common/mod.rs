@@ -110,10 +110,13 @@ pub fn state_with(
         search.clone(),
         graph.clone(),
         parser,
-        llm,
+        llm.clone(),
         settings.chat.clone(),
-    );
+    )
+    .with_escalation(settings.support.escalation.clone());
     AppState {
+        support: aisle::support::SupportService::new(pool.clone(), settings.support.clone(), llm),
+        relay: aisle::support::Relay::new(),
         pool: pool.clone(),
         chat_limits: aisle::web::ChatLimits::new(&settings.chat),
         settings: Arc::new(settings),
