@@ -50,6 +50,14 @@ pub struct LlmBenchArgs {
     /// Print only the JSON line (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Requests generating at once in each timed run (the engine batches them); time to first
+    /// token is then reported per request (p50/p95) and decode speed for all of them together.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Also print the greedy reply to a fixed chat prompt (`greedy_text`), to compare builds
+    /// (CPU vs CUDA) token for token.
+    #[arg(long)]
+    greedy_check: bool,
 }
 
 #[derive(Args)]
@@ -285,6 +293,25 @@ async fn search(settings: Settings, args: SearchBenchArgs) -> anyhow::Result<()>
 /// The synthetic prompt text both benchmarks tokenize (scripts/bench_llamacpp.py reads the same file).
 const LLM_PROMPT: &str = include_str!("../../bench/llm-prompt.txt");
 
+/// The greedy reply to a fixed chat prompt: the same weights must give the same tokens on any
+/// device (up to floating-point ties).
+async fn greedy_text(backend: &crate::llm::LocalBackend) -> anyhow::Result<String> {
+    use crate::llm::{Backend, ChatMessage, GenerateRequest, Role};
+    let request = GenerateRequest::new(vec![
+        ChatMessage::new(Role::System, "You are a helpful shopping assistant."),
+        ChatMessage::new(
+            Role::User,
+            "Suggest a gift for a friend who likes cooking, in one sentence.",
+        ),
+    ])
+    .max_tokens(32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let completion = backend.generate(request, tx).await?;
+    let _ = drain.await;
+    Ok(completion.text)
+}
+
 async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
     use crate::llm::LocalBackend;
     anyhow::ensure!(
@@ -298,7 +325,8 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut llm_settings = settings.llm.clone();
     llm_settings.threads = threads;
-    llm_settings.max_concurrent = 1;
+    let concurrency = args.concurrency.max(1);
+    llm_settings.max_concurrent = concurrency;
     let model = std::fs::canonicalize(&llm_settings.model)
         .with_context(|| format!("{} (run scripts/models.sh)", llm_settings.model.display()))?;
     llm_settings.model = model.clone();
@@ -327,27 +355,39 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         .complete_tokens(prompt[..prompt.len().min(16)].to_vec(), 4)
         .await?;
     let mut runs = Vec::new();
+    let mut ttfts = Vec::new();
     for run in 0..args.runs.max(1) {
-        let t = backend
-            .complete_tokens(prompt.clone(), args.gen_tokens)
-            .await?;
-        let ttft = t.first_token.unwrap_or(t.last_token).as_secs_f64();
-        let decode = (t.last_token.as_secs_f64() - ttft).max(1e-9);
-        let tokens = if t.completion_tokens > 0 {
-            t.completion_tokens
-        } else {
-            t.chunks
-        };
-        let (prefill, dec) = (
-            args.prompt_tokens as f64 / ttft,
-            (tokens.saturating_sub(1)) as f64 / decode,
-        );
+        let started = Instant::now();
+        let all = futures::future::join_all(
+            (0..concurrency).map(|_| backend.complete_tokens(prompt.clone(), args.gen_tokens)),
+        )
+        .await;
+        let wall = started.elapsed().as_secs_f64();
+        let mut first = Vec::new();
+        let mut generated = 0usize;
+        for t in all {
+            let t = t?;
+            first.push(t.first_token.unwrap_or(t.last_token).as_secs_f64());
+            generated += if t.completion_tokens > 0 {
+                t.completion_tokens
+            } else {
+                t.chunks
+            };
+        }
+        first.sort_by(f64::total_cmp);
+        // Prefill: every prompt's tokens by the time the last first token arrived; decode: the
+        // tokens after each first one, over the time after the first first token.
+        let last_first = first.last().copied().unwrap_or(wall).max(1e-9);
+        let prefill = (args.prompt_tokens * concurrency) as f64 / last_first;
+        let dec = generated.saturating_sub(concurrency) as f64 / (wall - first[0]).max(1e-9);
         eprintln!(
-            "run {}: ttft {:.1} ms, prefill {prefill:.1} tok/s, decode {dec:.1} tok/s ({tokens} tokens)",
+            "run {}: ttft {:.1} ms (first of {concurrency}), prefill {prefill:.1} tok/s, decode {dec:.1} tok/s ({generated} tokens in {:.2} s)",
             run + 1,
-            ttft * 1e3
+            first[0] * 1e3,
+            wall
         );
-        runs.push((ttft, prefill, dec));
+        runs.push((first[first.len() / 2], prefill, dec));
+        ttfts.extend(first);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -356,6 +396,13 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
     let ttft = median(runs.iter().map(|r| r.0).collect());
     let prefill = median(runs.iter().map(|r| r.1).collect());
     let decode = median(runs.iter().map(|r| r.2).collect());
+    ttfts.sort_by(f64::total_cmp);
+    let p95 = ttfts[((ttfts.len() as f64 - 1.0) * 0.95).round() as usize];
+    let greedy = if args.greedy_check {
+        Some(greedy_text(&backend).await?)
+    } else {
+        None
+    };
     let round = |x: f64| (x * 100.0).round() / 100.0;
     let line = json!({
         "model": model.display().to_string(),
@@ -364,7 +411,10 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         "gen_tokens": args.gen_tokens,
         "prefill_tok_s": round(prefill),
         "decode_tok_s": round(decode),
+        "concurrency": concurrency,
         "ttft_ms": round(ttft * 1e3),
+        "ttft_p95_ms": round(p95 * 1e3),
+        "greedy_text": greedy,
         "rss_mb": round(crate::telemetry::peak_rss_mb()),
         "cpu_rewritten_tensors": backend.rewritten_tensors(),
     });
