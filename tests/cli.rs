@@ -571,3 +571,24 @@ fn batch_chat_answers_every_dialogue_with_the_contract_shape() {
             .starts_with("invalid input line")
     );
 }
+
+#[test]
+fn bench_handoff_delivers_every_message_on_one_and_on_two_instances() {
+    // Figures are printed, not judged: this checks the benchmark runs end to end (two servers,
+    // the relay, the agent API and the shopper's stream) and reports both setups.
+    let out = aisle()
+        .args(["bench", "handoff", "--messages", "5", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["messages"], 5);
+    for setup in ["same_instance", "across_instances"] {
+        let p50 = line[setup]["p50_ms"].as_f64().unwrap();
+        assert!(
+            p50 > 0.0 && p50 <= line[setup]["max_ms"].as_f64().unwrap(),
+            "{line}"
+        );
+    }
+}

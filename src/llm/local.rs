@@ -225,6 +225,19 @@ fn runs_on_cpu(settings: &LlmSettings) -> Result<bool, LlmError> {
         return Ok(false);
     }
     if settings.cpu_fallback {
+        // mistral.rs picks the GGUF's activation dtype by asking nvidia-smi for the compute
+        // capability in every CUDA build, even for the CPU, and panics without it.
+        let smi = std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join("nvidia-smi").is_file())
+        });
+        if !smi {
+            return Err(LlmError::Load(
+                "no CUDA device found, and the CPU fallback of a CUDA build needs nvidia-smi on \
+                 PATH (mistral.rs reads the compute capability with it); on a machine without \
+                 the NVIDIA driver use the CPU build"
+                    .into(),
+            ));
+        }
         tracing::warn!("no CUDA device found; running the language model on the CPU");
         return Ok(true);
     }
