@@ -7,7 +7,7 @@
 #
 # Then, through the device tool, three calls in a row (the machine stays warm between them; the
 # carried files stay there because gpu/ is git-ignored):
-#   1. carry ["gpu/aisle-cuda.xz", "gpu/cpu-greedy.json"]   command: true
+#   1. carry ["gpu/aisle-cuda.xz", "gpu/cpu-greedy.json", "gpu/model.sha256"]   command: true
 #   2. carry ["gpu/model.part-aa"]                          command: true
 #   3. carry ["gpu/model.part-ab"]                          command: scripts/gpu-bench.sh
 # and give the machine back. The figures come back as $OUT/gpu-h100.json: copy them to
