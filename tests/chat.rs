@@ -27,27 +27,11 @@ use tower::ServiceExt;
 
 const SECRET: &str = "test secret shared by the store and aisle";
 
-/// One runtime for the real model's engine, which outlives any single test.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-});
-
 static SMOLLM: LazyLock<Arc<LocalBackend>> = LazyLock::new(|| {
-    let settings = LlmSettings {
-        model: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    common::load_model(LlmSettings {
+        model: common::model_path(),
         ..LlmSettings::default()
-    };
-    // Loaded on a thread of its own: the tests' runtimes cannot block on another runtime.
-    let backend = std::thread::spawn(move || RUNTIME.block_on(LocalBackend::load(&settings)))
-        .join()
-        .unwrap()
-        .expect("the default GGUF loads (run scripts/models.sh)");
-    Arc::new(backend)
+    })
 });
 
 /// A backend that writes fixed text, ignoring any constraint (as a remote model might).

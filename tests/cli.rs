@@ -36,6 +36,20 @@ async fn url_of(pool: &PgPool) -> String {
     }
 }
 
+/// An eval-samples file: its text and its lines as JSON.
+fn eval_sample(name: &str) -> (String, Vec<Value>) {
+    let samples = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../shared/eval-samples/{name}.sample.jsonl")),
+    )
+    .unwrap();
+    let rows = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (samples, rows)
+}
+
 /// Runs `aisle ARGS` with `input` on stdin; its success, stdout as JSON lines, and stderr.
 fn run_lines(args: &[&str], extra: &std::path::Path, input: &[u8]) -> (bool, Vec<Value>, String) {
     let mut child = aisle()
@@ -442,15 +456,7 @@ async fn train_writes_a_versioned_ranker_that_eval_then_uses(pool: PgPool) {
 #[test]
 fn batch_parse_answers_every_line_in_order_with_the_contract_shape() {
     let csv_path = common::shared_data("flipkart_sample/products.csv");
-    let samples = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/eval-samples/intents.sample.jsonl"),
-    )
-    .unwrap();
-    let rows: Vec<Value> = samples
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (samples, rows) = eval_sample("intents");
     let mut input = samples.clone().into_bytes();
     input.extend_from_slice(b"{\"id\": 7, \"text\": \"hello\"}\n{broken\n");
     let (ok, lines, stderr) = run_lines(
@@ -502,15 +508,7 @@ fn batch_chat_answers_every_dialogue_with_the_contract_shape() {
         .records()
         .map(|r| r.unwrap()[0].to_owned())
         .collect();
-    let samples = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/eval-samples/dialogues.sample.jsonl"),
-    )
-    .unwrap();
-    let rows: Vec<Value> = samples
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (samples, rows) = eval_sample("dialogues");
     let mut input = samples.clone().into_bytes();
     input.extend_from_slice(
         "{\"id\": \"x\", \"turns\": [\"\", \"running shoes under 1,000 rupees\"]}\n{broken\n"

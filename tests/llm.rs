@@ -3,6 +3,8 @@
 //! without a panic. The remote backend is exercised against a local OpenAI-style server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -13,31 +15,14 @@ use aisle::llm::{
     LlmSettings, LocalBackend, Role, gguf,
 };
 
-fn model_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
-
-/// One runtime for the binary: the model's engine thread outlives any single test.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-});
+use common::{MODEL_RUNTIME as RUNTIME, model_path};
 
 static BACKEND: LazyLock<Arc<LocalBackend>> = LazyLock::new(|| {
-    let settings = LlmSettings {
+    common::load_model(LlmSettings {
         model: model_path(),
         max_concurrent: 4,
         ..LlmSettings::default()
-    };
-    Arc::new(
-        RUNTIME
-            .block_on(LocalBackend::load(&settings))
-            .expect("the default GGUF loads (run scripts/models.sh)"),
-    )
+    })
 });
 
 fn handle(max_concurrent: usize, max_queue: usize) -> LlmHandle {

@@ -154,3 +154,31 @@ pub async fn post_json(
         .unwrap()
         .status()
 }
+
+/// The default chat model (`scripts/models.sh` fetches it).
+pub fn model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// One runtime per test binary for the real model's engine, which outlives any single test.
+pub static MODEL_RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+    std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+
+/// Loads the real model on [`MODEL_RUNTIME`], from a thread of its own (a test's runtime cannot
+/// block on another runtime).
+pub fn load_model(settings: aisle::llm::LlmSettings) -> Arc<aisle::llm::LocalBackend> {
+    let backend = std::thread::spawn(move || {
+        MODEL_RUNTIME.block_on(aisle::llm::LocalBackend::load(&settings))
+    })
+    .join()
+    .unwrap()
+    .expect("the default GGUF loads (run scripts/models.sh)");
+    Arc::new(backend)
+}
