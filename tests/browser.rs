@@ -113,15 +113,17 @@ async fn click(c: &fantoccini::Client, css: &str) {
     on_element(c, css, |e| async move { e.click().await.map(|_| ()) }).await;
 }
 
-/// Serves the app on a free port, with client addresses as `aisle serve` has them; the base URL.
+/// Serves the app on a free port as `aisle serve` does (client addresses, the relay that carries
+/// changes to open event streams); the base URL.
 async fn serve(state: aisle::state::AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let app =
-            aisle::web::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app).await.unwrap()
-    });
+    tokio::spawn(aisle::web::serve_live(
+        listener,
+        state,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
     base
 }
 
@@ -413,9 +415,6 @@ async fn an_agent_claims_a_chat_in_the_dashboard_and_the_shoppers_widget_shows_t
         .create_user("asha", "Asha", Role::Agent, PASSWORD)
         .await
         .unwrap();
-    // The relay carries changes to the open event streams, as `aisle serve` runs it.
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let _relay = state.relay.spawn_listener(pool.clone(), stop_rx);
     let base = serve(state).await;
     let driver = start_driver();
 

@@ -84,6 +84,24 @@ impl Card {
         }
     }
 
+    /// Cards for the catalog products `ids`, in that order and numbered from 1, and the ids the
+    /// catalog does not hold.
+    pub async fn for_ids(
+        pool: &sqlx::PgPool,
+        ids: &[String],
+    ) -> Result<(Vec<Self>, Vec<String>), sqlx::Error> {
+        let rows = crate::catalog::repo::get_products(pool, ids).await?;
+        let mut cards = Vec::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match rows.iter().find(|p| &p.id == id) {
+                Some(p) => cards.push(Self::from_product(p, cards.len() + 1)),
+                None => missing.push(id.clone()),
+            }
+        }
+        Ok((cards, missing))
+    }
+
     pub fn from_product(p: &crate::catalog::Product, position: usize) -> Self {
         let price: f64 = p.price.try_into().unwrap_or(0.0);
         Self {

@@ -85,7 +85,8 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Conversation>, sqlx::
     .await
 }
 
-/// Stores a message and announces it to every instance (on commit); returns its id.
+/// Stores a message and, unless the bot has the conversation, announces it to every instance
+/// (on commit); returns its id.
 pub async fn add_message(
     pool: &PgPool,
     conversation: Uuid,
@@ -116,11 +117,18 @@ pub async fn add_message_in(
     .bind(meta)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("update conversations set updated_at = now() where id = $1")
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-    relay::announce(tx, conversation, NoticeKind::Message, Some(id)).await?;
+    let state: String = sqlx::query_scalar(
+        "update conversations set updated_at = now() where id = $1 returning state",
+    )
+    .bind(conversation)
+    .fetch_one(&mut *tx)
+    .await?;
+    // Only a conversation a person has or is about to take has listeners (the dashboards, the
+    // widget's push stream); the bot's own turns reach the shopper through the reply stream.
+    // A state change announces itself, so a stream woken by it reads this message too.
+    if state != "bot" {
+        relay::announce(tx, conversation, NoticeKind::Message, Some(id)).await?;
+    }
     Ok(id)
 }
 

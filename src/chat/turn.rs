@@ -720,21 +720,12 @@ impl ChatService {
         }
         results.truncate(self.settings.cards);
         let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
-        let rows = crate::catalog::repo::get_products(&self.pool, &ids).await?;
-        let cards: Vec<Card> = results
-            .iter()
-            .filter_map(|r| {
-                let row = rows.iter().find(|p| p.id == r.id)?;
-                let mut c = Card::from_product(row, 0);
+        let (mut cards, _) = Card::for_ids(&self.pool, &ids).await?;
+        for c in &mut cards {
+            if let Some(r) = results.iter().find(|r| r.id == c.id) {
                 c.why = r.why.clone();
-                Some(c)
-            })
-            .enumerate()
-            .map(|(i, mut c)| {
-                c.position = i + 1;
-                c
-            })
-            .collect();
+            }
+        }
         let mut desc_slots = slots.clone();
         if foreign {
             desc_slots.min_price = None;

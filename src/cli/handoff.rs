@@ -31,39 +31,25 @@ pub struct HandoffBenchArgs {
 struct Running {
     base: String,
     stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 async fn start(state: AppState) -> anyhow::Result<Running> {
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut ready = state.relay.subscribe();
-    let relay_task = state
-        .relay
-        .spawn_listener(state.pool.clone(), stop_rx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let relay = state.relay.clone();
-    let mut shutdown = stop_rx;
     let server = tokio::spawn(async move {
-        let _ = crate::web::serve(
-            listener,
-            crate::web::app(state),
-            async move {
-                let _ = shutdown.changed().await;
-                relay.close();
-            },
-            Duration::from_secs(2),
-        )
-        .await;
+        let shutdown = async move {
+            let _ = stop_rx.changed().await;
+        };
+        let _ = crate::web::serve_live(listener, state, shutdown, Duration::from_secs(2)).await;
     });
+    // Listening once the relay's first resync arrives.
     tokio::time::timeout(Duration::from_secs(10), ready.next())
         .await
         .context("the relay did not start listening")?;
-    Ok(Running {
-        base,
-        stop,
-        tasks: vec![server, relay_task],
-    })
+    Ok(Running { base, stop, server })
 }
 
 /// An agent's HTTP session: (client, cookie, csrf).
@@ -224,9 +210,7 @@ pub async fn bench(settings: Settings, args: HandoffBenchArgs) -> anyhow::Result
         let cross = measure(&a.base, &b.base, &shop, &password, args.messages).await?;
         for r in [a, b] {
             let _ = r.stop.send(true);
-            for t in r.tasks {
-                let _ = t.await;
-            }
+            let _ = r.server.await;
         }
         pool_b.close().await;
         Ok::<_, anyhow::Error>((same, cross))

@@ -70,17 +70,13 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
         );
     }
     let state = app_state(settings, pool.clone()).await?;
-    let (search, graph, relay) = (
-        state.search.clone(),
-        state.graph.clone(),
-        state.relay.clone(),
-    );
-    let support = state.support.clone();
+    let (search, graph) = (state.search.clone(), state.graph.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener_task = graph.spawn_listener(pool.clone(), stop_rx.clone());
-    let relay_task = relay.spawn_listener(pool.clone(), stop_rx.clone());
-    let summariser = support.spawn_summariser(&relay, stop_rx.clone());
+    let summariser = state
+        .support
+        .spawn_summariser(&state.relay, stop_rx.clone());
     let refresher = tokio::spawn(refresh_loop(
         state.clone(),
         Duration::from_secs(settings.search.refresh_secs.max(1)),
@@ -97,22 +93,14 @@ async fn serve(settings: &Settings, db: &Database, no_demo: bool) -> anyhow::Res
     let addr = listener.local_addr()?;
     tracing::info!(%addr, products = search.len(), "aisle is serving on http://{addr}/");
     eprintln!("aisle is serving on http://{addr}/ (Ctrl-C stops it)");
-    crate::web::serve(
+    crate::web::serve_live(
         listener,
-        crate::web::app(state),
-        {
-            // Open event streams end when shutdown starts, so draining does not wait on them.
-            let relay = relay.clone();
-            async move {
-                super::shutdown_signal().await;
-                relay.close();
-            }
-        },
+        state,
+        super::shutdown_signal(),
         Duration::from_secs(settings.server.shutdown_grace_secs),
     )
     .await?;
     let _ = stop_tx.send(true);
-    let _ = relay_task.await;
     let _ = summariser.await;
     let _ = refresher.await;
     let _ = listener_task.await;

@@ -434,16 +434,11 @@ impl SupportService {
                 "at most {MAX_CARDS} products per message"
             )));
         }
-        let rows = crate::catalog::repo::get_products(&self.pool, ids).await?;
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| {
-                rows.iter()
-                    .find(|p| &p.id == id)
-                    .map(|p| Card::from_product(p, i + 1))
-                    .ok_or_else(|| SupportError::Invalid(format!("no product with id {id:?}")))
-            })
-            .collect()
+        let (cards, missing) = Card::for_ids(&self.pool, ids).await?;
+        match missing.first() {
+            Some(id) => Err(SupportError::Invalid(format!("no product with id {id:?}"))),
+            None => Ok(cards),
+        }
     }
 
     /// An internal note: agents only, never the shopper.

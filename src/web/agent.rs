@@ -304,16 +304,7 @@ pub async fn products(
     .await
     .map_err(|e| AppError::Search(e.into()))??;
     let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
-    let rows = crate::catalog::repo::get_products(&state.pool, &ids).await?;
-    let cards: Vec<Card> = ids
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| {
-            rows.iter()
-                .find(|p| &p.id == id)
-                .map(|p| Card::from_product(p, i + 1))
-        })
-        .collect();
+    let (cards, _) = Card::for_ids(&state.pool, &ids).await?;
     Ok(Json(json!({"query": q, "products": cards})))
 }
 

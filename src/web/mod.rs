@@ -149,6 +149,33 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
+/// Serves `state`'s app as one live instance: its relay listens for other instances' changes
+/// (Postgres NOTIFY) while it serves, and closes when `shutdown` resolves, so open event streams
+/// end and draining (at most `grace`) does not wait on them.
+pub async fn serve_live(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = state.relay.clone();
+    let listening = relay.spawn_listener(state.pool.clone(), stop_rx);
+    let result = serve(
+        listener,
+        app(state),
+        async move {
+            shutdown.await;
+            relay.close();
+        },
+        grace,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = listening.await;
+    result
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests for at most
 /// `grace`.
 pub async fn serve(
