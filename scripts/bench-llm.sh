@@ -6,6 +6,8 @@
 # AISLE_BIN=path measures an already built aisle binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Error values that libraries create and discard must not capture (and symbolize) backtraces here.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 target=${CARGO_TARGET_DIR:-$HOME/.cache/aisle/target}
 scripts/models.sh >&2
 bin=${AISLE_BIN:-}

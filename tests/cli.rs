@@ -590,3 +590,41 @@ fn bench_handoff_delivers_every_message_on_one_and_on_two_instances() {
         );
     }
 }
+
+#[test]
+fn bench_kernels_times_both_paths_on_the_models_weights() {
+    // Figures are printed, not judged: the benchmark loads the default GGUF's layer weights and
+    // times one decoded token and one short prompt, upstream loop and tiled kernels.
+    let out = aisle()
+        .args([
+            "bench",
+            "kernels",
+            "--prompt-tokens",
+            "8",
+            "--runs",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // SmolLM2-135M: 30 layers of 7 projections, plus the (tied) output head.
+    assert_eq!(line["weights"], 211, "{line}");
+    let runs = line["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["m"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 8]
+    );
+    for run in runs {
+        assert!(run["upstream_ms"].as_f64().unwrap() > 0.0, "{line}");
+        if !line["tiled_kernel"].is_null() {
+            assert!(run["tiled_ms"].as_f64().unwrap() > 0.0, "{line}");
+        }
+    }
+}

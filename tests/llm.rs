@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use aisle::intent::Intent;
 use aisle::llm::{
-    Backend, ChatMessage, Constraint, GenerateRequest, LlmError, LlmEvent, LlmHandle, LlmMetrics,
-    LlmSettings, LocalBackend, Role, gguf,
+    Backend, ChatMessage, Constraint, CpuActivations, GenerateRequest, LlmError, LlmEvent,
+    LlmHandle, LlmMetrics, LlmSettings, LocalBackend, Role, gguf,
 };
 
 use common::{MODEL_RUNTIME as RUNTIME, model_path};
@@ -80,6 +80,36 @@ fn constrained_json_always_parses_against_the_schema() {
                 }
             }
             assert!(c.completion_tokens > 0 && c.prompt_tokens > 0);
+        }
+    });
+}
+
+#[test]
+fn both_cpu_activation_types_load_and_answer() {
+    // The default pipeline (BACKEND) runs with f32 activations; `auto` is mistral.rs's own
+    // 16-bit choice through its stock builder. Both must load the same file and answer.
+    let half: Arc<dyn Backend> = common::load_model(LlmSettings {
+        model: model_path(),
+        max_concurrent: 1,
+        cpu_activations: CpuActivations::Auto,
+        ..LlmSettings::default()
+    });
+    let settings = LlmSettings {
+        timeout_ms: 120_000,
+        ..LlmSettings::default()
+    };
+    let f32: Arc<dyn Backend> = BACKEND.clone();
+    RUNTIME.block_on(async {
+        for (name, backend) in [("f32", f32), ("auto", half)] {
+            let llm = LlmHandle::new(backend, &settings, LlmMetrics::default());
+            let c = llm
+                .generate(chat("Name one colour of shoes.").max_tokens(12))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                c.completion_tokens > 0 && !c.text.trim().is_empty(),
+                "{name}: {c:?}"
+            );
         }
     });
 }

@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// The local LLM: prefill and decode speed on a fixed synthetic prompt, time to first token,
     /// and peak RSS (scripts/bench-llm.sh runs llama.cpp on the same prompt for the ratios).
     Llm(LlmBenchArgs),
+    /// The model's quantized matmuls on the CPU (one decoded token, one prompt): candle's upstream
+    /// loop against the tiled kernels of aisle's candle-core patch, in one run.
+    Kernels(super::kernels::KernelBenchArgs),
     /// Chat turns: time to the `cards` event, to the first text and to the LLM's first sentence
     /// (p50/p95), templated replies and LLM replies in one run.
     Chat(super::chat::ChatBenchArgs),
@@ -114,6 +117,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Search(args) => return search(settings, args).await,
         BenchCommand::Embed(args) => return embed(settings, args),
         BenchCommand::Llm(args) => return llm(settings, args).await,
+        BenchCommand::Kernels(args) => return super::kernels::bench(settings, args),
         BenchCommand::Chat(args) => return super::chat::bench(settings, args).await,
         BenchCommand::Handoff(args) => return super::handoff::bench(settings, args).await,
     };
@@ -333,11 +337,12 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let backend = LocalBackend::load(&llm_settings).await?;
     eprintln!(
-        "llm: loaded {} in {:.1} s with {threads} threads ({} tensors rewritten as Q8_0 for the CPU, llm.cpu_weights = {:?})",
+        "llm: loaded {} in {:.1} s with {threads} threads ({} tensors rewritten as Q8_0 for the CPU, llm.cpu_weights = {:?}, tiled CPU kernels: {})",
         model.display(),
         started.elapsed().as_secs_f64(),
         backend.rewritten_tensors(),
         llm_settings.cpu_weights,
+        crate::llm::transcode::tiled_kernels().unwrap_or("off"),
     );
     let pattern = backend.tokenize(LLM_PROMPT).await?;
     anyhow::ensure!(
@@ -417,6 +422,7 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         "greedy_text": greedy,
         "rss_mb": round(crate::telemetry::peak_rss_mb()),
         "cpu_rewritten_tensors": backend.rewritten_tensors(),
+        "cpu_kernels": crate::llm::transcode::tiled_kernels(),
     });
     if !args.json {
         eprintln!(

@@ -8,6 +8,7 @@ mod eval;
 mod handoff;
 mod import;
 mod intents;
+mod kernels;
 mod kg;
 mod serve;
 mod train;

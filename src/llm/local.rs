@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 
 use super::gguf::{GgufInfo, inspect};
 use super::transcode;
-use super::{Backend, Completion, Constraint, GenerateRequest, LlmError, LlmSettings, Role};
+use super::{
+    Backend, Completion, Constraint, CpuActivations, GenerateRequest, LlmError, LlmSettings, Role,
+};
 
 /// A GGUF model loaded by mistral.rs.
 pub struct LocalBackend {
@@ -78,14 +80,19 @@ impl LocalBackend {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let builder = GgufModelBuilder::new(dir, vec![file])
-            .with_token_source(TokenSource::None)
-            .with_max_num_seqs(settings.max_concurrent.max(1))
-            .with_prefix_cache_n(Some(settings.prefix_cache));
-        let builder = configure_device(builder, cpu, settings)?;
         // The loader can panic on inputs the header check does not catch; a task turns that into
         // a JoinError.
-        let model = tokio::spawn(builder.build())
+        let loading = if cpu && settings.cpu_activations == CpuActivations::F32 {
+            tokio::spawn(build_cpu_f32(dir, file, settings.clone()))
+        } else {
+            let builder = GgufModelBuilder::new(dir, vec![file])
+                .with_token_source(TokenSource::None)
+                .with_max_num_seqs(settings.max_concurrent.max(1))
+                .with_prefix_cache_n(Some(settings.prefix_cache));
+            let builder = configure_device(builder, cpu, settings)?;
+            tokio::spawn(builder.build())
+        };
+        let model = loading
             .await
             .map_err(|e| LlmError::Load(format!("{}: the loader crashed: {e}", path.display())))?
             .map_err(|e| LlmError::Load(format!("{}: {e:#}", path.display())))?;
@@ -245,6 +252,51 @@ fn runs_on_cpu(settings: &LlmSettings) -> Result<bool, LlmError> {
         "this build uses CUDA but no GPU was found; set llm.cpu_fallback = true to run on the CPU"
             .into(),
     ))
+}
+
+/// The CPU pipeline with f32 activations. `GgufModelBuilder` always asks mistral.rs for
+/// `ModelDType::Auto`, which on the CPU picks a 16-bit type; this builds the same pipeline and
+/// engine (no KV-cache or prefix-cache changes, no tools) with `ModelDType::F32`.
+async fn build_cpu_f32(dir: String, file: String, settings: LlmSettings) -> anyhow::Result<Model> {
+    use mistralrs::core::{
+        AddModelConfig, AutoDeviceMapParams, DefaultSchedulerMethod, DeviceMapSetting,
+        EngineConfig, GGUFLoaderBuilder, GGUFSpecificConfig, ModelDType, SchedulerConfig,
+    };
+    let loader = GGUFLoaderBuilder::new(
+        None,
+        None,
+        dir,
+        vec![file],
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build();
+    let pipeline = loader.load_model_from_hf(
+        None,
+        TokenSource::None,
+        &ModelDType::F32,
+        &candle_core::Device::Cpu,
+        true,
+        DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+        None,
+        None,
+    )?;
+    let scheduler = SchedulerConfig::DefaultScheduler {
+        method: DefaultSchedulerMethod::Fixed(settings.max_concurrent.max(1).try_into()?),
+    };
+    let engine = EngineConfig {
+        no_kv_cache: false,
+        no_prefix_cache: false,
+        prefix_cache_n: settings.prefix_cache,
+        ..EngineConfig::default()
+    };
+    let add = AddModelConfig {
+        engine_config: engine,
+        mcp_client_config: None,
+        loader_config: None,
+    };
+    Ok(mistralrs::model_builder_trait::build_model_from_pipeline(pipeline, scheduler, add).await)
 }
 
 #[cfg(not(feature = "cuda"))]

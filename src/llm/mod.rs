@@ -30,7 +30,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
 
-pub use local::LocalBackend;
+pub use local::{LocalBackend, set_cpu_threads};
 pub use remote::RemoteBackend;
 
 /// Who said a message.
@@ -224,6 +224,18 @@ pub struct LlmSettings {
     /// On the CPU: `auto` rewrites weights whose block type has no SIMD kernel as Q8_0
     /// ([`transcode`]); `as-is` loads the file unchanged.
     pub cpu_weights: transcode::CpuWeights,
+    /// On the CPU: the activations' dtype. `f32` (default) keeps attention, norms and the KV cache
+    /// in f32; `auto` lets mistral.rs choose (a 16-bit type, which the CPU converts element by
+    /// element).
+    pub cpu_activations: CpuActivations,
+}
+
+/// `llm.cpu_activations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuActivations {
+    F32,
+    Auto,
 }
 
 impl Default for LlmSettings {
@@ -243,6 +255,7 @@ impl Default for LlmSettings {
             kv_memory_fraction: 0.5,
             cpu_fallback: false,
             cpu_weights: transcode::CpuWeights::Auto,
+            cpu_activations: CpuActivations::F32,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Weights in a block type the CPU kernels are fast for.
 //!
 //! candle's quantized matmul on the CPU has SIMD dot products (AVX2 on x86-64, NEON on arm64) for
-//! Q4_0, Q8_0 and the K-quants, but only a scalar loop for Q4_1, Q5_0, Q5_1 and Q8_1. A GGUF in
-//! one of those types (the default SmolLM2 file is Q4_1) therefore runs several times slower than
-//! it needs to. On the CPU, [`prepare`] rewrites such tensors as Q8_0 once, into a file beside
-//! the original, and loads that instead: Q8_0's rounding step is 1/127 of a block's largest
+//! Q4_0, Q8_0 and the K-quants, and only a scalar loop for Q4_1, Q5_0, Q5_1 and Q8_1. aisle's
+//! candle-core patch (patches/README.md) adds tiled AVX2 kernels for Q8_0 and Q4_1 on x86-64, so
+//! there Q4_1 (the default SmolLM2 file) loads as stored. Any other slow type, or Q4_1 where the
+//! patch's kernels don't run (arm64, an x86-64 CPU without AVX2), would run several times slower
+//! than it needs to: on the CPU, [`prepare`] rewrites such tensors as Q8_0 once, into a file beside
+//! the original, and loads that instead. Q8_0's rounding step is 1/127 of a block's largest
 //! magnitude, far finer than the 4- or 5-bit grid it re-encodes, so the model's output is
 //! practically unchanged, at about 1.9x the weight memory of Q4_1.
 //!
@@ -36,12 +38,41 @@ pub enum CpuWeights {
     AsIs,
 }
 
-/// Block types candle computes with a scalar loop only.
+/// Block types candle computes with a scalar loop only, on this CPU.
 pub fn has_slow_kernel(dtype: GgmlDType) -> bool {
-    matches!(
-        dtype,
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1
-    )
+    match dtype {
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1 => true,
+        GgmlDType::Q4_1 => !tiled_kernel(dtype),
+        _ => false,
+    }
+}
+
+/// The instruction set of the patched candle-core's tiled kernels on this CPU (`"avx2"`,
+/// `"avx512-vnni"`), or `None` where they don't run.
+pub fn tiled_kernels() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    return candle_core::quantized::tiled::kernel();
+    #[cfg(not(target_arch = "x86_64"))]
+    return None;
+}
+
+/// Turns the tiled kernels off or back on for the whole process (benchmarks time both).
+pub fn set_tiled_kernels(on: bool) {
+    #[cfg(target_arch = "x86_64")]
+    candle_core::quantized::tiled::set_enabled(on);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+}
+
+/// Whether the patched candle-core's tiled kernels run `dtype` on this CPU.
+pub fn tiled_kernel(dtype: GgmlDType) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return candle_core::quantized::tiled::covers(dtype);
+    #[cfg(not(target_arch = "x86_64"))]
+    return {
+        let _ = dtype;
+        false
+    };
 }
 
 /// Whether this build has SIMD quantized kernels at all (rewriting helps only then).
@@ -258,7 +289,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("m.gguf");
-        let original = write_model(&src, GgmlDType::Q4_1);
+        let original = write_model(&src, GgmlDType::Q5_1);
 
         let first = prepare(&src, CpuWeights::Auto).unwrap();
         assert_eq!(first.path, rewritten_path(&src));
@@ -271,7 +302,7 @@ mod tests {
             content.metadata.get("general.architecture"),
             Some(Value::String(s)) if s == "llama"
         ));
-        // Within half a Q8_0 step of the Q4_1 values (the largest magnitude here is 2).
+        // Within half a Q8_0 step of the Q5_1 values (the largest magnitude here is 2).
         let diff = max_abs_diff(&q.dequantize(&Device::Cpu).unwrap(), &original);
         assert!(diff <= 2.0 / 127.0, "rewrite moved a weight by {diff}");
 
@@ -294,7 +325,7 @@ mod tests {
         write_model(&src, GgmlDType::Q5_0);
         assert!(prepare(&src, CpuWeights::Auto).unwrap().written);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        write_model(&src, GgmlDType::Q4_1);
+        write_model(&src, GgmlDType::Q5_1);
         assert!(
             prepare(&src, CpuWeights::Auto).unwrap().written,
             "stale rewrite reused"
@@ -313,7 +344,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("m.gguf");
-        write_model(&src, GgmlDType::Q4_1);
+        write_model(&src, GgmlDType::Q5_1);
         let paths: Vec<PathBuf> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
                 .map(|_| s.spawn(|| prepare(&src, CpuWeights::Auto).unwrap().path))
@@ -345,7 +376,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("m.gguf");
-        write_model(&src, GgmlDType::Q4_1);
+        write_model(&src, GgmlDType::Q5_1);
         let len = std::fs::metadata(&src).unwrap().len();
         File::options()
             .write(true)
