@@ -42,7 +42,7 @@ pub enum CpuWeights {
 pub fn has_slow_kernel(dtype: GgmlDType) -> bool {
     match dtype {
         GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1 => true,
-        GgmlDType::Q4_1 => !tiled_kernel(dtype),
+        GgmlDType::Q4_1 => !runs_tiled(dtype),
         _ => false,
     }
 }
@@ -65,7 +65,7 @@ pub fn set_tiled_kernels(on: bool) {
 }
 
 /// Whether the patched candle-core's tiled kernels run `dtype` on this CPU.
-pub fn tiled_kernel(dtype: GgmlDType) -> bool {
+pub fn runs_tiled(dtype: GgmlDType) -> bool {
     #[cfg(target_arch = "x86_64")]
     return candle_core::quantized::tiled::covers(dtype);
     #[cfg(not(target_arch = "x86_64"))]
