@@ -156,6 +156,13 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU threads for an LLM benchmark: `--threads`, else `llm.threads`, else every core.
+pub(super) fn cpu_threads(arg: Option<usize>, settings: &Settings) -> usize {
+    arg.filter(|t| *t > 0)
+        .or(Some(settings.llm.threads).filter(|t| *t > 0))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `n` products: the real ones, then copies with fresh ids.
 fn scaled(products: &[Product], n: usize) -> Vec<Product> {
     (0..n)
@@ -322,11 +329,7 @@ async fn llm(settings: Settings, args: LlmBenchArgs) -> anyhow::Result<()> {
         args.prompt_tokens > 0 && args.gen_tokens > 1,
         "--prompt-tokens must be positive and --gen-tokens at least 2"
     );
-    let threads = args
-        .threads
-        .filter(|t| *t > 0)
-        .or(Some(settings.llm.threads).filter(|t| *t > 0))
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cpu_threads(args.threads, &settings);
     let mut llm_settings = settings.llm.clone();
     llm_settings.threads = threads;
     let concurrency = args.concurrency.max(1);

@@ -114,11 +114,7 @@ fn time_forward(weights: &[Weight], m: usize, runs: usize) -> anyhow::Result<f64
 
 pub fn bench(settings: Settings, args: KernelBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.prompt_tokens > 0, "--prompt-tokens must be positive");
-    let threads = args
-        .threads
-        .filter(|t| *t > 0)
-        .or(Some(settings.llm.threads).filter(|t| *t > 0))
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = super::bench::cpu_threads(args.threads, &settings);
     let model = &settings.llm.model;
     let (weights, types) = load_weights(model)?;
     // The engine's setup: candle's global pool sized to the threads, products called from a
