@@ -627,4 +627,32 @@ fn bench_kernels_times_both_paths_on_the_models_weights() {
             assert!(run["tiled_ms"].as_f64().unwrap() > 0.0, "{line}");
         }
     }
+    // The attention part reads SmolLM2's geometry from the GGUF and times both kernels.
+    let attention = &line["attention"];
+    assert_eq!(
+        [
+            &attention["layers"],
+            &attention["heads"],
+            &attention["kv_heads"],
+            &attention["head_dim"]
+        ],
+        [30, 9, 3, 64],
+        "{line}"
+    );
+    let cases = attention["runs"].as_array().unwrap();
+    let shapes: Vec<(&str, u64, u64)> = cases
+        .iter()
+        .map(|c| {
+            (
+                c["case"].as_str().unwrap(),
+                c["q_len"].as_u64().unwrap(),
+                c["kv_len"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, [("decode", 1, 8), ("prefill", 8, 8)], "{line}");
+    for case in cases {
+        assert!(case["upstream_ms"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(case["patched_ms"].as_f64().unwrap() > 0.0, "{line}");
+    }
 }

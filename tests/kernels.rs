@@ -5,6 +5,9 @@
 //! quantization error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::values;
+
 use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0, BlockQ8_1, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -22,21 +25,6 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (64, 576, 576),
     (1, 576, 4099),
 ];
-
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    // A small deterministic generator: the test must not depend on a random draw passing.
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
 
 fn quantize<B: GgmlType>(xs: &[f32], k: usize) -> Vec<B> {
     let mut out = vec![B::zeros(); xs.len() / 32];
@@ -63,8 +51,8 @@ where
     W: GgmlType<VecDotType = A> + Send + Sync + 'static,
     A: GgmlType,
 {
-    let x = values(m * k, seed);
-    let w = values(n * k, seed + 1);
+    let x = values(m * k, seed, 2.0);
+    let w = values(n * k, seed + 1, 2.0);
     let wq: Vec<W> = quantize(&w, k);
     let aq: Vec<A> = quantize(&x, k);
     let kb = k / 32;
@@ -161,8 +149,8 @@ fn q4_1_matches_upstream_to_rounding() {
         if (k / 32) % 2 == 1 {
             // Upstream's scalar Q4_1 dot asserts an even block count; the tiled one has no such
             // limit, so odd counts are checked against the f32 product only.
-            let x = values(m * k, 100 + i as u64);
-            let w = values(n * k, 101 + i as u64);
+            let x = values(m * k, 100 + i as u64, 2.0);
+            let w = values(n * k, 101 + i as u64, 2.0);
             let qt = QTensor::quantize(
                 &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
                 GgmlDType::Q4_1,
@@ -190,14 +178,14 @@ fn concurrent_callers_outside_the_pool_get_the_same_results() {
     // Callers outside rayon's pool share one team of helper threads; one that finds it busy falls
     // back to rayon. Either way every product must come out the same.
     let (m, k, n) = (3, 576, 131);
-    let w = values(n * k, 7);
+    let w = values(n * k, 7, 2.0);
     let qt = QTensor::quantize(
         &Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap(),
         GgmlDType::Q8_0,
     )
     .unwrap();
     let mm = QMatMul::from_qtensor(qt).unwrap();
-    let x = values(m * k, 8);
+    let x = values(m * k, 8, 2.0);
     let want = forward(&mm, &x, m, k);
     std::thread::scope(|s| {
         for _ in 0..4 {

@@ -182,3 +182,19 @@ pub fn load_model(settings: aisle::llm::LlmSettings) -> Arc<aisle::llm::LocalBac
     .expect("the default GGUF loads (run scripts/models.sh)");
     Arc::new(backend)
 }
+
+/// `len` values spread evenly over ±`spread`, from a small fixed generator: numeric tests must
+/// not depend on a random draw passing.
+pub fn values(len: usize, seed: u64, spread: f32) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 2.0 * spread
+        })
+        .collect()
+}
